@@ -1,0 +1,1 @@
+"""compress stage of caltech-edge."""

@@ -1,0 +1,1 @@
+"""frameworks stage of caltech-edge."""
