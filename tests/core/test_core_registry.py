@@ -1,0 +1,58 @@
+"""The lazy registry, optional-dependency errors and atomic writes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from caltech_edge._io import atomic_write_json, atomic_write_text, sha256_file
+from caltech_edge._registry import Registry, require
+from caltech_edge.errors import MissingDependencyError, UnknownNameError
+
+
+def test_registry_lazy_get_and_did_you_mean():
+    reg = Registry("backend")
+    reg.register("json-dumps", "json:dumps", kind="text")
+    reg.register("needs-missing", "json:dumps", requires=("no_such_module_xyz",), extra="demo")
+    assert reg.names() == ("json-dumps", "needs-missing")
+    assert reg.get("json-dumps")({"a": 1}) == '{"a": 1}'
+    assert reg.entry("json-dumps").info == {"kind": "text"}
+    with pytest.raises(UnknownNameError, match="Did you mean 'json-dumps'") as err:
+        reg.get("json-dump")
+    assert isinstance(err.value, ValueError)
+    with pytest.raises(MissingDependencyError, match=r'pip install "caltech-edge\[demo\]"'):
+        reg.get("needs-missing")
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("json-dumps", "json:loads")
+
+
+def test_require_names_the_extra():
+    assert require("json", "core").dumps is not None
+    with pytest.raises(MissingDependencyError) as err:
+        require("no_such_module_xyz.sub", "openvino")
+    assert isinstance(err.value, ImportError)
+    assert "caltech-edge[openvino]" in str(err.value)
+
+
+def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path):
+    target = tmp_path / "sub" / "state.json"
+    atomic_write_json(target, {"epoch": 1})
+    assert target.read_text().startswith("{")
+
+    def boom(fh):
+        fh.write(b"half")
+        raise RuntimeError("killed mid-write")
+
+    from caltech_edge._io import atomic_write
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, boom)
+    assert '"epoch": 1' in target.read_text()  # the old file is intact
+    assert [p.name for p in target.parent.iterdir()] == ["state.json"]  # no temp file left
+
+
+def test_sha256_file(tmp_path):
+    path = atomic_write_text(tmp_path / "a.txt", "abc")
+    assert sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert os.path.getsize(path) == 3
