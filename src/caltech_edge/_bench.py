@@ -1,0 +1,121 @@
+"""Shared benchmark plumbing: timing, machine description, markdown tables.
+
+Every benchmark (the ``caltech-edge benchmark`` command and the scripts in ``benchmarks/``)
+reports the same statistics and the same machine facts, so their numbers can sit side by
+side in docs/.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+_PACKAGES = (
+    "caltech-edge", "numpy", "opencv-python-headless", "torch", "torchvision", "onnx",
+    "onnxruntime", "openvino", "nncf", "mxnet", "torch-pruning",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Latency statistics of repeated calls, in milliseconds."""
+
+    median_ms: float
+    p90_ms: float
+    mean_ms: float
+    min_ms: float
+    iters: int
+
+    @property
+    def per_second(self) -> float:
+        return 1000.0 / self.median_ms if self.median_ms > 0 else float("inf")
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "median_ms": self.median_ms,
+            "p90_ms": self.p90_ms,
+            "mean_ms": self.mean_ms,
+            "min_ms": self.min_ms,
+            "iters": self.iters,
+            "per_second": self.per_second,
+        }
+
+
+def time_ms(fn: Callable[[], Any], *, warmup: int = 5, iters: int = 30) -> Timing:
+    """Call ``fn`` ``warmup`` times untimed, then ``iters`` times timed (perf_counter)."""
+    if iters < 1:
+        raise ValueError(f"iters must be >= 1, got {iters}")
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000.0)
+    ordered = sorted(samples)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return Timing(statistics.median(samples), p90, statistics.fmean(samples), ordered[0], iters)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> list[str]:
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [f for f in wanted if f in flags]
+    except OSError:
+        pass
+    return []
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, ISA flags, Python and library versions, for benchmark JSON files."""
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "cpu_flags": _cpu_flags(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def markdown_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """A GitHub markdown table; floats get 2-4 significant decimals, None prints as '-'."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
