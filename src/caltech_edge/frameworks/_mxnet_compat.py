@@ -1,0 +1,87 @@
+"""The one place that imports MXNet, and the two compatibility fixes it needs here.
+
+1. Importing ``mxnet`` drops PyTorch to one intra-op thread (either import order; see
+   ENVIRONMENT.md). :func:`import_mxnet` restores torch's thread count afterwards when
+   torch is already loaded, so mixing the frameworks in one process does not halve speed.
+2. ``mx.onnx.export_model`` (MXNet 1.9.1) does ``from onnx import mapping``, a module onnx
+   removed in 1.16. :func:`install_onnx_mapping_shim` rebuilds the two tables MXNet uses
+   from ``onnx.helper`` -- only when ``onnx.mapping`` is missing, and only when exporting.
+
+We run MXNet with numpy < 1.24 (route A of ENVIRONMENT.md), so no ``np.bool`` shim exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import types
+from typing import Any
+
+from .._registry import require
+
+_MX: Any = None
+
+
+def import_mxnet() -> Any:
+    """Import and return ``mxnet``; a missing install names the ``mxnet`` extra."""
+    global _MX
+    if _MX is not None:
+        return _MX
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    mx = require("mxnet", "mxnet", purpose="MXNet Gluon training and export")
+    if torch is not None and threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    _MX = mx
+    return mx
+
+
+def _build_mapping_module(onnx: Any) -> types.ModuleType:
+    """An ``onnx.mapping`` stand-in with the two dicts MXNet's exporter reads."""
+    import numpy as np
+
+    helper = onnx.helper
+    np_to_tensor: dict[Any, int] = {}
+    tensor_to_np: dict[int, Any] = {}
+    for name, value in onnx.TensorProto.DataType.items():
+        if name == "UNDEFINED":
+            continue
+        try:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(value))
+        except (KeyError, TypeError, ValueError):
+            continue  # bfloat16/float8/int4 etc. have no plain numpy dtype here
+        tensor_to_np[value] = dtype
+        # the first tensor type for a numpy dtype wins (FLOAT before BFLOAT16, etc.)
+        np_to_tensor.setdefault(dtype, value)
+    for dtype in list(np_to_tensor):  # also map exactly what helper says is canonical
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            np_to_tensor[dtype] = helper.np_dtype_to_tensor_dtype(dtype)
+    module = types.ModuleType("onnx.mapping")
+    module.__doc__ = "caltech-edge shim: onnx.mapping was removed in onnx 1.16"
+    module.NP_TYPE_TO_TENSOR_TYPE = np_to_tensor
+    module.TENSOR_TYPE_TO_NP_TYPE = tensor_to_np
+    module.CALTECH_EDGE_SHIM = True
+    return module
+
+
+def install_onnx_mapping_shim() -> bool:
+    """Provide ``onnx.mapping`` if this onnx lacks it. Returns True if the shim was installed."""
+    onnx = require("onnx", "mxnet", purpose="Gluon -> ONNX export")
+    if getattr(onnx, "mapping", None) is not None:
+        return False
+    try:  # an onnx that still ships the module, just not yet imported
+        __import__("onnx.mapping")
+        return False
+    except ImportError:
+        pass
+    module = _build_mapping_module(onnx)
+    sys.modules["onnx.mapping"] = module
+    onnx.mapping = module
+    return True
+
+
+def import_mxnet_onnx() -> Any:
+    """``mxnet.onnx`` ready to export with the installed onnx (shim applied if needed)."""
+    install_onnx_mapping_shim()
+    mx = import_mxnet()
+    return mx.onnx

@@ -1,0 +1,227 @@
+"""Gluon model zoo classifiers for transfer learning, with weights that never download.
+
+Pretrained weights come from an explicit ``.params`` file, or from MXNet's own model cache
+(``$MXNET_HOME/models``, default ``~/.mxnet/models``) when the file is already there:
+``mxnet.gluon.model_zoo`` would download silently, so we never call it with
+``pretrained=True``. The head (``net.output``) is built for N classes; a params file whose
+head has another size loads everything else (real transfer), with shapes checked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError, UnknownNameError, WeightsNotFoundError
+from ._mxnet_compat import import_mxnet
+
+
+@dataclass(frozen=True)
+class GluonArch:
+    name: str  # Gluon model zoo name
+    family: str  # resnet | squeezenet | mobilenet
+    head_prefix: str = "output."  # structural names of the replaced head
+
+
+_DEPTHS = (18, 34, 50, 101, 152)
+GLUON_ARCHS: dict[str, GluonArch] = {
+    **{f"resnet{d}_v{v}": GluonArch(f"resnet{d}_v{v}", "resnet") for v in (1, 2) for d in _DEPTHS},
+    "squeezenet1.1": GluonArch("squeezenet1.1", "squeezenet"),
+    "mobilenet1.0": GluonArch("mobilenet1.0", "mobilenet"),
+    "mobilenet0.5": GluonArch("mobilenet0.5", "mobilenet"),
+    "mobilenetv2_1.0": GluonArch("mobilenetv2_1.0", "mobilenet"),
+    "mobilenetv2_0.5": GluonArch("mobilenetv2_0.5", "mobilenet"),
+}
+
+# torchvision-style names (the ones TrainConfig and the torch path use) -> Gluon names.
+_ALIASES = {
+    **{f"resnet{d}": f"resnet{d}_v1" for d in _DEPTHS},
+    "squeezenet1_1": "squeezenet1.1",
+    "mobilenet_v2": "mobilenetv2_1.0",
+    "mobilenet_v1": "mobilenet1.0",
+}
+
+
+def gluon_arch(name: str, *, version: int | None = None) -> str:
+    """Resolve ``name`` (Gluon or torchvision spelling) to a Gluon zoo name.
+
+    ``version`` (1 or 2) picks ResNet v1/v2 for a bare ``resnetNN``; SageMaker's image
+    classifier is ResNet v1, so that is the default.
+    """
+    key = str(name)
+    if version is not None and key in _ALIASES and key.startswith("resnet"):
+        if version not in (1, 2):
+            raise UnknownNameError("ResNet version", str(version), ["1", "2"])
+        key = f"{key}_v{version}"
+    key = _ALIASES.get(key, key)
+    if key not in GLUON_ARCHS:
+        raise UnknownNameError("Gluon architecture", name, [*GLUON_ARCHS, *_ALIASES])
+    return key
+
+
+def gluon_arch_for_depth(num_layers: int | str, *, version: int = 1) -> str:
+    """SageMaker's ``num_layers`` (18/34/50/101/152) -> ``resnetNN_vV``."""
+    try:
+        depth = int(num_layers)
+    except (TypeError, ValueError):
+        depth = -1
+    if depth not in _DEPTHS:
+        raise UnknownNameError("num_layers", str(num_layers), [str(d) for d in _DEPTHS])
+    return gluon_arch(f"resnet{depth}", version=version)
+
+
+def mxnet_home() -> Path:
+    return Path(os.environ.get("MXNET_HOME", Path.home() / ".mxnet"))
+
+
+def cached_params_path(arch: str) -> Path:
+    """Where ``mxnet.gluon.model_zoo`` keeps ``arch``'s ImageNet params."""
+    mx = import_mxnet()
+    from mxnet.gluon.model_zoo import model_store
+
+    del mx
+    name = gluon_arch(arch)
+    return mxnet_home() / "models" / f"{name}-{model_store.short_hash(name)}.params"
+
+
+def _zoo_url(arch: str) -> str:
+    from mxnet.gluon.model_zoo import model_store
+
+    name = gluon_arch(arch)
+    file_name = f"{name}-{model_store.short_hash(name)}"
+    return model_store._url_format.format(repo_url=model_store.apache_repo_url, file_name=file_name)
+
+
+def _build(arch: str, num_classes: int) -> Any:
+    mx = import_mxnet()
+    from mxnet.gluon import nn
+    from mxnet.gluon.model_zoo import vision
+
+    net = vision.get_model(arch, classes=num_classes, pretrained=False)
+    if GLUON_ARCHS[arch].family == "squeezenet":
+        # The zoo pools with a fixed AvgPool2D(13), which only fits 224 px input. A global
+        # average is identical at 224 and works at any size (torchvision does the same).
+        with net.output.name_scope():
+            pool = nn.GlobalAvgPool2D()
+        net.output._children["2"] = pool
+        net.output.register_child(pool, "2")
+    del mx
+    return net
+
+
+def load_params_file(path: str | Path) -> dict[str, Any]:
+    """Read a Gluon/MXNet ``.params`` file into ``{name: NDArray}`` with typed errors."""
+    mx = import_mxnet()
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: params file not found")
+    try:
+        loaded = mx.nd.load(str(path))
+    except Exception as exc:  # MXNetError on any malformed file
+        raise CheckpointError(
+            f"{path}: cannot read as MXNet params ({type(exc).__name__}: {str(exc)[:200]}). "
+            "Pass a file written by net.save_parameters() or net.export()."
+        ) from exc
+    if not isinstance(loaded, dict) or not loaded:
+        raise CheckpointError(f"{path}: holds no named parameters")
+    return {k.split(":", 1)[1] if k[:4] in ("arg:", "aux:") else k: v for k, v in loaded.items()}
+
+
+def _own_params(net: Any, structural: bool) -> dict[str, Any]:
+    if structural:
+        return dict(net._collect_params_with_prefix())
+    # symbol-style names: drop the per-instance prefix (resnetv10_, resnetv11_, ...)
+    return {p.name[len(net.prefix) :]: p for p in net.collect_params().values()}
+
+
+def materialize(net: Any, image_size: int = 32) -> None:
+    """Run one dummy forward pass so every deferred parameter shape is known."""
+    mx = import_mxnet()
+    net(mx.nd.zeros((1, 3, image_size, image_size)))
+
+
+def load_weights(net: Any, state: Mapping[str, Any], *, arch: str, source: str) -> list[str]:
+    """Copy every tensor that fits; a head of another size is skipped. Returns skipped keys.
+
+    Anything outside the head that is missing, unexpected or mis-shaped means the file is
+    for another architecture, and raises :class:`CheckpointError`.
+    """
+    head = GLUON_ARCHS[gluon_arch(arch)].head_prefix
+    structural = any("." in k for k in state)
+    if structural:
+        keys = dict(state)
+        own = _own_params(net, True)
+    else:
+        keys = {k.split("_", 1)[1] if "_" in k else k: v for k, v in state.items()}
+        own = _own_params(net, False)
+        head = "output"
+    skipped, bad = [], []
+    for key, value in keys.items():
+        param = own.get(key)
+        if param is None:
+            bad.append(f"unexpected {key}")
+        elif tuple(param.shape) != tuple(value.shape):
+            if key.startswith(head):
+                skipped.append(key)
+            else:
+                bad.append(f"{key}: {tuple(value.shape)} vs {tuple(param.shape)}")
+    missing = [k for k in own if k not in keys and not k.startswith(head)]
+    if bad or missing:
+        detail = "; ".join((bad + [f"missing {k}" for k in missing])[:6])
+        raise CheckpointError(
+            f"{source}: does not match Gluon architecture {arch!r} ({detail}). "
+            "Check --arch, or that the file holds this model's weights."
+        )
+    for key, value in keys.items():
+        if key not in skipped:
+            own[key].set_data(value)
+    return skipped
+
+
+def create_gluon_model(
+    arch: str,
+    num_classes: int,
+    *,
+    weights: str | Path | None = "imagenet",
+    image_size: int = 224,
+) -> Any:
+    """Build Gluon ``arch`` with a fresh ``num_classes`` head, initialised and ready to run.
+
+    ``weights``: ``"imagenet"`` (MXNet's local model cache only, never downloaded),
+    ``None``/``"none"`` (random init), or a path to a ``.params`` file (its head may have
+    another size). ``image_size`` only sizes the dummy pass that materialises shapes.
+    """
+    mx = import_mxnet()
+    arch = gluon_arch(arch)
+    if int(num_classes) < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    path: Path | None = None
+    if weights in ("imagenet", "default", "pretrained"):
+        path = cached_params_path(arch)
+        if not path.is_file():
+            raise WeightsNotFoundError(
+                f"ImageNet weights for Gluon {arch} are not in the local MXNet cache ({path}) "
+                f"and caltech-edge never downloads. Download {_zoo_url(arch)}, unzip it into "
+                f"{path.parent} (or set MXNET_HOME), or pass --weights FILE.params, or "
+                "--weights none to train from scratch."
+            )
+    elif weights not in (None, "none", "scratch"):
+        path = Path(weights)
+    net = _build(arch, int(num_classes))
+    net.initialize(mx.init.Xavier(), ctx=mx.cpu())
+    materialize(net, min(int(image_size), 64))
+    if path is not None:
+        load_weights(net, load_params_file(path), arch=arch, source=str(path))
+    return net
+
+
+def head_params(net: Any) -> dict[str, Any]:
+    return {k: p for k, p in net._collect_params_with_prefix().items() if k.startswith("output.")}
+
+
+def feature_blocks(net: Any) -> list[Any]:
+    """The children of ``net.features`` from input to output (stages for last-k unfreezing)."""
+    return list(net.features._children.values())
