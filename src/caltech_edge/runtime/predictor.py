@@ -1,0 +1,158 @@
+"""``load_model(path).predict(frame_bgr)``: one camera frame in, one JSON-ready dict out.
+
+Labels and preprocessing come from the artifact's model card; the frame is converted with
+the library's single :func:`~caltech_edge.data.transforms.preprocess` (``input_order="BGR"``:
+the one BGR->RGB place), so the device computes exactly what training and export
+verification computed. Python 3.8-compatible; imports no torch or mxnet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ..card import ModelCard
+from ..data.transforms import preprocess
+from .backends import open_runtime
+from .base import Runtime
+from .frames import check_frame, crop_roi
+from .payload import now_iso
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (stable: max subtracted) -> float32 probabilities."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def top_k(probs: np.ndarray, labels: Sequence[str], k: int) -> List[Dict[str, Any]]:
+    """Best-first ``[{label, index, probability}]`` for one probability vector."""
+    k = max(1, min(int(k), probs.shape[-1]))
+    idx = np.argpartition(-probs, k - 1)[:k] if k < probs.shape[-1] else np.arange(probs.shape[-1])
+    idx = idx[np.argsort(-probs[idx], kind="stable")]
+    return [
+        {"label": labels[i] if i < len(labels) else str(i), "index": int(i), "probability": float(probs[i])}
+        for i in idx
+    ]
+
+
+def artifact_hash(path: Union[str, Path]) -> str:
+    """SHA-256 of the weights file (``.bin`` for IR, ``.params`` for MXNet, else the file)."""
+    path = Path(path)
+    candidates = [path]
+    if path.is_dir():
+        candidates = sorted(path.glob("*.params"))
+    elif path.suffix == ".xml":
+        candidates = [path.with_suffix(".bin"), path]
+    elif path.name.endswith("-symbol.json"):
+        candidates = sorted(path.parent.glob(path.name[: -len("-symbol.json")] + "-*.params"))
+    for candidate in candidates + [path]:
+        if candidate.is_file():
+            digest = hashlib.sha256()
+            with open(str(candidate), "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+            return digest.hexdigest()
+    return ""
+
+
+class EdgeModel:
+    """A runtime plus its card: ``predict(frame_bgr)`` and ``predict_batch(frames)``."""
+
+    def __init__(self, runtime: Runtime, *, path: Union[str, Path] = "", card: Optional[ModelCard] = None) -> None:
+        self.runtime = runtime
+        self.card = card if card is not None else runtime.card
+        self.spec = self.card.preprocess
+        self.labels = tuple(self.card.class_names)
+        self.path = Path(path) if path else None
+        self.info = {
+            "name": self.card.name,
+            "version": str(self.card.version),
+            "hash": artifact_hash(path) if path else self.card.source_sha256,
+            "format": self.card.format,
+            "precision": self.card.precision,
+            "backend": runtime.name,
+        }
+
+    @property
+    def backend(self) -> str:
+        return self.runtime.name
+
+    def preprocess(self, frame_bgr: np.ndarray, roi: Optional[Sequence[float]] = None) -> np.ndarray:
+        """BGR frame (optionally its ROI) -> the model's CHW float32 input."""
+        return preprocess(crop_roi(check_frame(frame_bgr), roi), self.spec, input_order="BGR")
+
+    def postprocess(self, logits: np.ndarray, top_k_: int) -> List[List[Dict[str, Any]]]:
+        probs = softmax(np.asarray(logits).reshape(len(logits), -1))
+        return [top_k(p, self.labels, top_k_) for p in probs]
+
+    def _result(self, preds: List[Dict[str, Any]], t: Sequence[float], n: int) -> Dict[str, Any]:
+        pre, inf, post = (t[1] - t[0]) * 1e3, (t[2] - t[1]) * 1e3, (t[3] - t[2]) * 1e3
+        return {
+            "predictions": preds,
+            "latency_ms": {
+                "total": round((pre + inf + post) / n, 3),
+                "preprocess": round(pre / n, 3),
+                "inference": round(inf / n, 3),
+                "postprocess": round(post / n, 3),
+            },
+            "model": dict(self.info),
+            "timestamp": now_iso(),
+        }
+
+    def predict(self, frame_bgr: np.ndarray, top_k: int = 5, roi: Optional[Sequence[float]] = None) -> Dict[str, Any]:
+        """Classify one BGR frame; JSON-serializable dict (predictions best first, softmax)."""
+        t0 = time.perf_counter()
+        x = self.preprocess(frame_bgr, roi)
+        t1 = time.perf_counter()
+        logits = self.runtime.infer(x[None])
+        t2 = time.perf_counter()
+        preds = self.postprocess(logits, top_k)[0]
+        t3 = time.perf_counter()
+        return self._result(preds, (t0, t1, t2, t3), 1)
+
+    def predict_tensor(self, chw: np.ndarray, top_k: int = 5) -> Dict[str, Any]:
+        """Classify an already preprocessed CHW tensor (for pipelined loops)."""
+        t1 = time.perf_counter()
+        logits = self.runtime.infer(np.asarray(chw)[None])
+        t2 = time.perf_counter()
+        preds = self.postprocess(logits, top_k)[0]
+        t3 = time.perf_counter()
+        return self._result(preds, (t1, t1, t2, t3), 1)
+
+    def predict_batch(self, frames: Sequence[np.ndarray], top_k: int = 5, roi: Optional[Sequence[float]] = None) -> List[Dict[str, Any]]:
+        """Classify several BGR frames in one backend call; one dict per frame, same order."""
+        if len(frames) == 0:
+            return []
+        t0 = time.perf_counter()
+        batch = np.stack([self.preprocess(f, roi) for f in frames])
+        t1 = time.perf_counter()
+        logits = self.runtime.infer(batch)
+        t2 = time.perf_counter()
+        all_preds = self.postprocess(logits, top_k)
+        t3 = time.perf_counter()
+        return [self._result(p, (t0, t1, t2, t3), len(frames)) for p in all_preds]
+
+    def __repr__(self) -> str:
+        return "EdgeModel({!r}, backend={!r}, classes={})".format(
+            str(self.path), self.backend, len(self.labels)
+        )
+
+
+def load_model(
+    path: Union[str, Path],
+    *,
+    backend: Optional[str] = None,
+    card: Optional[ModelCard] = None,
+    precision_hint: Optional[str] = None,
+    threads: Optional[int] = None,
+) -> EdgeModel:
+    """Open an exported artifact (.onnx, .xml, MXNet symbol/params) for frame prediction."""
+    runtime = open_runtime(path, backend=backend, card=card, precision_hint=precision_hint, threads=threads)
+    return EdgeModel(runtime, path=path)
