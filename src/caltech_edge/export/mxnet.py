@@ -1,0 +1,95 @@
+"""ONNX -> MXNet ``PREFIX-symbol.json`` + ``PREFIX-0000.params`` (the DeepLens format).
+
+``mxnet.contrib.onnx.import_model`` gives the symbol and arg/aux params; they are saved
+with ``mx.model.save_checkpoint`` so the params file has MXNet's ``arg:``/``aux:`` keys and
+``mx.model.load_checkpoint(prefix, 0)`` + ``mx.mod.Module`` load it exactly as the DeepLens
+runtime and ``mo.optimize`` did. Any ONNX works as input: a plain one is rewritten with its
+initializers listed as inputs first (MXNet's importer needs that). MXNet has no metadata
+slot, so the card goes into a sidecar ``PREFIX-symbol.card.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .._registry import require
+from ..card import ModelCard, sidecar_path
+from ..errors import ExportError
+from ..runtime.backends.mxnet import import_mxnet
+from .onnx import INPUT_NAME, initializers_as_inputs
+
+EPOCH = 0
+
+
+def _prefix_for(dst: str | Path) -> Path:
+    """``out/`` -> ``out/model``; ``out/model-symbol.json`` -> ``out/model``; ``out/x`` -> itself."""
+    as_folder = str(dst).endswith(("/", os.sep))
+    dst = Path(dst)
+    if as_folder or dst.is_dir():
+        return dst / "model"
+    if dst.name.endswith("-symbol.json"):
+        return dst.with_name(dst.name[: -len("-symbol.json")])
+    return dst
+
+
+def onnx_to_mxnet(onnx_path: str | Path, dst: str | Path, *, card: ModelCard) -> Path:
+    """Convert ``onnx_path`` to MXNet files at ``dst`` (folder, prefix or symbol path).
+
+    Returns the ``-symbol.json`` path; the params file and card sidecar sit beside it.
+    """
+    onnx = require("onnx", "torch", purpose="ONNX -> MXNet conversion")
+    mx = import_mxnet()
+    onnx_path = Path(onnx_path)
+    prefix = _prefix_for(dst)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    card = card.replace(format="mxnet", precision="fp32", input_name=INPUT_NAME)
+    with tempfile.TemporaryDirectory(prefix=".mxnet-", dir=str(prefix.parent)) as tmp:
+        flavoured = Path(tmp) / "for_mxnet.onnx"
+        try:
+            proto = onnx.load(str(onnx_path))
+        except Exception as exc:
+            raise ExportError(f"{onnx_path}: cannot read as ONNX ({exc})") from exc
+        onnx.save(initializers_as_inputs(proto), str(flavoured))
+        try:
+            sym, arg_params, aux_params = mx.contrib.onnx.import_model(str(flavoured))
+        except Exception as exc:
+            raise ExportError(
+                f"{onnx_path}: MXNet's ONNX importer failed ({type(exc).__name__}: {exc}); "
+                "export with opset 13 (the default)"
+            ) from exc
+        free = [a for a in sym.list_arguments() if a not in arg_params and a not in aux_params]
+        if free != [INPUT_NAME]:
+            raise ExportError(
+                f"{onnx_path}: the imported symbol's free inputs are {free}, expected "
+                f"[{INPUT_NAME!r}]; export the ONNX with caltech-edge (input named 'data')"
+            )
+        tmp_prefix = str(Path(tmp) / "model")
+        mx.model.save_checkpoint(tmp_prefix, EPOCH, sym, arg_params, aux_params)
+        symbol = Path(f"{prefix}-symbol.json")
+        params = Path(f"{prefix}-{EPOCH:04d}.params")
+        # params first: a reader that sees the new symbol always finds matching params.
+        os.replace(f"{tmp_prefix}-{EPOCH:04d}.params", params)
+        os.replace(f"{tmp_prefix}-symbol.json", symbol)
+    card.save(sidecar_path(symbol))
+    return symbol
+
+
+def copy_checkpoint(src_prefix: str | Path, dst: str | Path, *, card: ModelCard) -> Path:
+    """Gluon runs already hold symbol/params: copy them under ``dst`` with a card sidecar."""
+    src_prefix, prefix = Path(src_prefix), _prefix_for(dst)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    src_symbol = Path(f"{src_prefix}-symbol.json")
+    src_params = Path(f"{src_prefix}-{EPOCH:04d}.params")
+    for f in (src_symbol, src_params):
+        if not f.is_file():
+            raise ExportError(
+                f"{f}: missing; a gluon run needs model-symbol.json + model-0000.params"
+            )
+    symbol = Path(f"{prefix}-symbol.json")
+    shutil.copyfile(src_params, f"{prefix}-{EPOCH:04d}.params")
+    shutil.copyfile(src_symbol, symbol)
+    card.replace(format="mxnet", precision="fp32").save(sidecar_path(symbol))
+    return symbol
