@@ -1,0 +1,146 @@
+"""OpenVINO INT8 through NNCF post-training quantization, optionally accuracy-controlled.
+
+``nncf.quantize`` inserts FakeQuantize nodes from calibration statistics (the fastest
+path on this CPU: ResNet-18 ~1.7 ms vs 12.6 ms for ONNX Runtime FP32). With
+``max_drop`` it runs ``nncf.quantize_with_accuracy_control`` instead: layers whose
+quantization costs the most top-1 on the validation set are reverted to floating point
+until the drop is at most ``max_drop`` (absolute, 0.01 = one point).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._registry import require
+from ..card import ModelCard
+from ..errors import ConfigError, ExportError
+from ._artifact import derived_card, save_openvino, source_card
+
+log = logging.getLogger(__name__)
+
+PRESETS = ("performance", "mixed")
+_WEIGHTED = ("MatMul", "Convolution")
+_PASS = ("Add", "Relu", "ReduceMean", "Reshape", "Squeeze", "AvgPool", "Result", "Convert")
+
+
+def classifier_op(model) -> str:
+    """Friendly name of the last MatMul/Convolution before the model output."""
+    node = model.outputs[0].get_node()
+    for _ in range(64):
+        if node.get_type_name() in _WEIGHTED:
+            return node.get_friendly_name()
+        if node.get_type_name() not in _PASS and node.get_type_name() != "Result":
+            break
+        node = node.input_value(0).get_node()
+    raise ExportError("could not find the classifier (MatMul/Convolution) before the output")
+
+
+def top1_validation_fn(compiled_model, data: Iterable[Any]) -> float:
+    """NNCF validation function: top-1 of ``compiled_model`` over (images, labels) items."""
+    correct = total = 0
+    output = compiled_model.outputs[0]
+    for images, labels in data:
+        logits = compiled_model(np.ascontiguousarray(images, np.float32))[output]
+        correct += int((np.argmax(logits, axis=1) == np.asarray(labels)).sum())
+        total += len(labels)
+    return correct / total if total else 0.0
+
+
+def quantize_openvino(
+    source: str | Path,
+    out_xml: str | Path,
+    *,
+    calibration,
+    card: ModelCard | None = None,
+    max_drop: float | None = None,
+    validation: Iterable[tuple[np.ndarray, np.ndarray]] | None = None,
+    subset_size: int = 300,
+    exclude_classifier: bool = False,
+    preset: str = "performance",
+    fast_bias_correction: bool = True,
+    **_options: Any,
+) -> Path:
+    """INT8 IR of ``source`` (an IR .xml or an .onnx) written to ``out_xml`` with its card.
+
+    ``calibration``: a :class:`~caltech_edge.data.calibration.CalibrationReader` over
+    training images. ``validation``: re-iterable (images NCHW, labels) batches, required
+    with ``max_drop``; use held-out training or validation images, never the test split.
+    """
+    nncf = require("nncf", "openvino", "OpenVINO INT8 quantization")
+    ov = require("openvino", "openvino", "OpenVINO INT8 quantization")
+    if preset not in PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}")
+    if max_drop is not None and not 0.0 <= float(max_drop) < 1.0:
+        raise ConfigError(f"max_drop is an absolute top-1 drop in [0, 1); got {max_drop}")
+    if max_drop is not None and validation is None:
+        raise ConfigError(
+            "max_drop needs validation data (labelled images held out from calibration)"
+        )
+    src = Path(source)
+    if not src.is_file():
+        raise ExportError(f"{src}: source model not found")
+    base = source_card(src, card)
+    model = ov.Core().read_model(str(src))
+    ignored = None
+    excluded: list[str] = []
+    if exclude_classifier:
+        excluded = [classifier_op(model)]
+        ignored = nncf.IgnoredScope(names=excluded)
+    dataset = calibration.nncf_dataset()
+    subset = max(1, min(int(subset_size), len(calibration)))
+    kwargs: dict[str, Any] = {
+        "preset": getattr(nncf.QuantizationPreset, preset.upper()),
+        "subset_size": subset,
+        "fast_bias_correction": fast_bias_correction,
+        "ignored_scope": ignored,
+    }
+    try:
+        if max_drop is None:
+            quantized = nncf.quantize(model, dataset, **kwargs)
+        else:
+            quantized = nncf.quantize_with_accuracy_control(
+                model,
+                dataset,
+                nncf.Dataset(validation),
+                validation_fn=lambda compiled, data: top1_validation_fn(compiled, data),
+                max_drop=float(max_drop),
+                drop_type=nncf.DropType.ABSOLUTE,
+                **kwargs,
+            )
+    except (ConfigError, ExportError):
+        raise
+    except Exception as exc:
+        raise ExportError(f"{src}: NNCF quantization failed ({type(exc).__name__}: {exc})") from exc
+    new_card = derived_card(
+        base,
+        src,
+        precision="int8",
+        fmt="openvino",
+        quantization={
+            "backend": "openvino-nncf",
+            "preset": preset,
+            "subset_size": subset,
+            "max_drop": max_drop,
+            "excluded_nodes": excluded,
+            "calibration_images": len(calibration),
+        },
+    )
+    # The card object must not be stored into rt_info of the *source* model by accident.
+    out = save_openvino(quantized, out_xml, new_card)
+    log.info("INT8 IR written to %s", out)
+    return out
+
+
+def fp16_ir(source: str | Path, out_xml: str | Path, *, card: ModelCard | None = None) -> Path:
+    """IR with FP16 weights (half the file; the CPU plugin still computes in f32/bf16)."""
+    ov = require("openvino", "openvino", "FP16 IR")
+    src = Path(source)
+    base = source_card(src, card)
+    model = ov.Core().read_model(str(src))
+    new_card = derived_card(base, src, precision="fp16", fmt="openvino")
+    return save_openvino(model, out_xml, new_card, fp16=True)
