@@ -1,0 +1,337 @@
+"""MXNet Gluon trainer: the same config, strategies and run directory as the torch trainer.
+
+``train(config, data=..., out=...)`` fine-tunes a Gluon model zoo network (ResNet v1/v2,
+SqueezeNet 1.1, MobileNet) and writes the run directory of :mod:`caltech_edge.rundir`
+with ``card.framework == "gluon"``: the best weights as ``model-symbol.json`` +
+``model-0000.params`` (hybridized and exported, what the DeepLens MXNet runtime loads),
+card.json, config.json, classes.txt, split.json, metrics.json and plots. Data comes from
+the numpy loader (no torch); metrics and plots are the torch trainer's numpy helpers.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import atomic_write_json, sha256_file
+from ..card import ModelCard, write_class_names
+from ..config import Framework, TrainConfig
+from ..data.transforms import PreprocessSpec
+from ..errors import CheckpointError, ConfigError
+from ..rundir import RunDir
+from . import gluon_loop as loop
+from ._mxnet_compat import import_mxnet
+from .gluon_models import create_gluon_model, gluon_arch
+
+_NOTES_PRECISION = "Gluon trains in fp32 on this CPU; precision={} was not applied"
+
+
+def _open(data: str | Path, config: TrainConfig) -> Any:
+    from ..data.datasets import open_dataset
+
+    return open_dataset(data, drop_clutter=config.drop_clutter)
+
+
+def _split(ds: Any, config: TrainConfig, run: RunDir, resume: bool) -> Any:
+    from ..data.splits import Split, make_split
+
+    if resume and run.split.is_file():
+        return Split.load(run.split, dataset=ds)
+    if config.split_file:
+        return Split.load(config.split_file, dataset=ds)
+    return make_split(
+        ds,
+        train_per_class=config.train_per_class,
+        val_per_class=config.val_per_class,
+        seed=config.seed,
+    )
+
+
+def _spec(config: TrainConfig) -> PreprocessSpec:
+    return PreprocessSpec(image_size=config.image_size, resize_size=config.resize_size)
+
+
+def _evaluate_net(net: Any, ds: Any, indices: Any, spec: PreprocessSpec, config: TrainConfig):
+    from ..data.loader import iter_batches
+    from ..train.metrics import Accumulator
+
+    mx = import_mxnet()
+    acc = Accumulator(len(ds.classes), top_k=min(config.top_k, len(ds.classes)))
+    for x, y in iter_batches(ds, indices, spec, batch_size=max(config.batch_size, 32)):
+        logits = net(mx.nd.array(x)).asnumpy()
+        acc.update(logits, y, loss=_ce(logits, y))
+    return acc
+
+
+def _ce(logits: np.ndarray, labels: np.ndarray) -> float:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(-logp[np.arange(len(labels)), labels].mean())
+
+
+def _class_weights(ds: Any, indices: Any, config: TrainConfig) -> Any:
+    if not config.weighted_loss:
+        return None
+    mx = import_mxnet()
+    counts = np.bincount([ds.targets[i] for i in indices], minlength=len(ds.classes))
+    weights = len(indices) / (len(ds.classes) * np.maximum(counts, 1))
+    return mx.nd.array(weights.astype(np.float32))
+
+
+def _improved(value: float, best: float | None, config: TrainConfig) -> bool:
+    if best is None:
+        return True
+    es = config.early_stopping
+    higher = es.metric.value == "top1"
+    delta = es.min_delta * abs(best) if es.relative else es.min_delta
+    return value > best + delta if higher else value < best - delta
+
+
+def train(
+    config: TrainConfig,
+    *,
+    data: str | Path,
+    out: str | Path,
+    resume: bool = True,
+    progress: bool = True,
+    **unsupported: Any,
+) -> RunDir:
+    """Fine-tune a Gluon network per ``config`` on the dataset at ``data``; write run ``out``.
+
+    ``resume=True`` continues from ``out/checkpoints/last-gluon.npz`` when it exists (same
+    result as an uninterrupted run). Returns the :class:`RunDir`.
+    """
+    if unsupported:
+        raise ConfigError(
+            f"the Gluon trainer does not accept {', '.join(sorted(unsupported))} "
+            "(injecting a built model is a torch-trainer feature)"
+        )
+    if config.framework != Framework.GLUON:
+        config = config.replace(framework="gluon")
+    mx = import_mxnet()
+    from ..data.augment import AugmentSpec
+    from ..data.loader import iter_batches
+
+    arch = gluon_arch(config.arch)
+    run = RunDir(out)
+    run.root.mkdir(parents=True, exist_ok=True)
+    ds = _open(data, config)
+    num_classes = len(ds.classes)
+    if config.num_classes is not None and config.num_classes != num_classes:
+        raise ConfigError(
+            f"num_classes={config.num_classes} but {data} has {num_classes} classes; "
+            "drop num_classes to take it from the data"
+        )
+    split = _split(ds, config, run, resume)
+    split.save(run.split)
+    config.save(run.config)
+    write_class_names(run.classes, ds.classes)
+    spec = _spec(config)
+    augment = AugmentSpec.from_sagemaker(config.augmentation.value)
+    notes = list(config.notes)
+    if config.precision.value not in ("fp32", "auto"):
+        notes.append(_NOTES_PRECISION.format(config.precision.value))
+
+    loop.seed_epoch(config.seed, -1)
+    net = create_gluon_model(arch, num_classes, weights=config.weights, image_size=spec.image_size)
+    net.hybridize()
+    plan = loop.plan_strategy(net, config)
+    trainer = loop.make_trainer(net, plan, config)
+    ckpt = run.checkpoints / loop.CHECKPOINT_NAME
+    state: dict[str, Any] = {"epoch": 0, "history": [], "best_epoch": None, "best_value": None}
+    state["bad_epochs"], state["stopped_early"], state["train_seconds"] = 0, False, 0.0
+    best = None
+    if resume and ckpt.is_file():
+        state, best = loop.load_checkpoint(ckpt, net=net, trainer=trainer)
+    train_idx, val_idx = split.subset("train"), split.subset("val")
+    if not train_idx:
+        raise ConfigError(f"{data}: the split has no training images")
+    steps = max(1, -(-len(train_idx) // config.batch_size))
+    weights = _class_weights(ds, train_idx, config)
+    cache = (
+        _cache_features(net, plan, ds, train_idx, spec, config) if config.cache_features else None
+    )
+    from ..train.schedules import lr_factor
+
+    bar = _progress(progress, config.epochs * len(train_idx), state["epoch"] * len(train_idx))
+    while state["epoch"] < config.epochs and not state["stopped_early"]:
+        epoch = state["epoch"]
+        loop.seed_epoch(config.seed, epoch)
+        from ..train.metrics import Accumulator
+
+        acc = Accumulator(num_classes, top_k=min(config.top_k, num_classes))
+        started = time.perf_counter()
+        batches = (
+            _cached_batches(cache, config, epoch)
+            if cache is not None
+            else iter_batches(
+                ds, train_idx, spec, batch_size=config.batch_size, shuffle=True,
+                seed=config.seed, epoch=epoch, augment=augment,
+            )
+        )  # fmt: skip
+        for step, (x, y) in enumerate(batches):
+            trainer.set_learning_rate(
+                config.learning_rate * lr_factor(epoch + step / steps, config)
+            )
+            xb, yb = mx.nd.array(x), mx.nd.array(y, dtype="int32")
+            feats = xb if cache is not None else loop.forward_frozen(plan, xb)
+            with mx.autograd.record():
+                logits = (
+                    net.output(feats) if cache is not None
+                    else loop.forward_trainable(net, plan, feats)
+                )  # fmt: skip
+                loss = loop.smoothed_loss(logits, yb, config, weights)
+            loss.backward()
+            trainer.step(len(y))
+            acc.update(logits.asnumpy(), y, loss=float(loss.mean().asscalar()))
+            if bar is not None:
+                bar.update(len(y))
+        state["train_seconds"] += time.perf_counter() - started
+        record: dict[str, Any] = {"epoch": epoch + 1, "lr": trainer.learning_rate}
+        res = acc.result()
+        record.update(train_loss=res.get("loss"), train_top1=res["top1"])
+        monitor = res["top1"] if config.early_stopping.metric.value == "top1" else res["loss"]
+        if val_idx:
+            val = _evaluate_net(net, ds, val_idx, spec, config).result()
+            record.update(val_loss=val.get("loss"), val_top1=val["top1"], val_top5=val["top5"])
+            monitor = val["top1"] if config.early_stopping.metric.value == "top1" else val["loss"]
+        state["history"].append(record)
+        if _improved(monitor, state["best_value"], config):
+            state["best_value"], state["best_epoch"], state["bad_epochs"] = monitor, epoch + 1, 0
+            best = loop.snapshot(net) if val_idx else None
+        else:
+            state["bad_epochs"] += 1
+        es = config.early_stopping
+        if es.enabled and epoch + 1 >= es.min_epochs and state["bad_epochs"] >= es.patience:
+            state["stopped_early"] = True
+        state["epoch"] = epoch + 1
+        loop.save_checkpoint(ckpt, net=net, trainer=trainer, state=state, best=best)
+        if bar is not None:
+            bar.set_postfix(epoch=epoch + 1, loss=f"{record['train_loss']:.3f}")
+    if bar is not None:
+        bar.close()
+    if best is not None:  # with a validation split, keep the best epoch's weights
+        loop.restore(net, best)
+    return _finish(run, net, ds, split, spec, config, arch, state, notes)
+
+
+def _progress(enabled: bool, total: int, initial: int) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="img", desc="gluon train", smoothing=0.1)
+
+
+def _cache_features(net, plan, ds, indices, spec, config) -> tuple[np.ndarray, np.ndarray]:
+    """Head strategy: run the frozen backbone once over the training images (no augmentation)."""
+    from ..data.loader import iter_batches
+
+    mx = import_mxnet()
+    feats, labels = [], []
+    for x, y in iter_batches(ds, indices, spec, batch_size=max(config.batch_size, 32)):
+        feats.append(loop.forward_frozen(plan, mx.nd.array(x)).asnumpy())
+        labels.append(y)
+    return np.concatenate(feats), np.concatenate(labels)
+
+
+def _cached_batches(cache, config: TrainConfig, epoch: int):
+    feats, labels = cache
+    order = np.random.default_rng([config.seed, epoch]).permutation(len(labels))
+    for start in range(0, len(order), config.batch_size):
+        chunk = order[start : start + config.batch_size]
+        yield feats[chunk], labels[chunk]
+
+
+def _finish(run, net, ds, split, spec, config, arch, state, notes) -> RunDir:
+    from ..export.gluon import export_symbol
+    from ..train.plots import plot_confusion, plot_curves
+
+    export_symbol(net, run.root / "model", image_size=spec.image_size)
+    test_idx = split.subset("test")
+    test = _evaluate_net(net, ds, test_idx, spec, config).result(ds.classes) if test_idx else None
+    card = ModelCard(
+        arch=arch,
+        class_names=ds.classes,
+        preprocess=spec,
+        framework="gluon",
+        format="mxnet",
+        source_sha256=sha256_file(run.params),
+        dataset=ds.name,
+        metrics={k: test[k] for k in ("top1", "top5", "images")} if test else {},
+        extra={"strategy": config.strategy.value, "weights": str(config.weights)},
+    )
+    card.save(run.card)
+    metrics = {
+        "framework": "gluon",
+        "arch": arch,
+        "history": state["history"],
+        "epochs_run": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "stopped_early": state["stopped_early"],
+        "train_seconds": round(state["train_seconds"], 3),
+        "images_per_second": round(
+            state["epoch"] * len(split.train) / max(state["train_seconds"], 1e-9), 1
+        ),
+        "split": split.sizes,
+        "notes": notes,
+        "test": test,
+    }
+    atomic_write_json(run.metrics, metrics)
+    run.plots.mkdir(parents=True, exist_ok=True)
+    if state["history"]:
+        plot_curves(state["history"], run.plots / "curves.png")
+    if test:
+        plot_confusion(test["confusion"], ds.classes, run.plots / "confusion.png")
+    return run
+
+
+def load_gluon_model(run: str | Path | RunDir) -> tuple[Any, ModelCard]:
+    """The trained network of a Gluon run as a ``SymbolBlock`` (CPU) and its card."""
+    mx = import_mxnet()
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    card = run.load_card()
+    if card.framework != "gluon":
+        raise CheckpointError(
+            f"{run.root}: this run was trained with {card.framework!r}, not gluon; "
+            "use caltech_edge.rundir.load_torch_model"
+        )
+    if not (run.symbol.is_file() and run.params.is_file()):
+        raise CheckpointError(
+            f"{run.root}: no model-symbol.json/model-0000.params (did training finish?)"
+        )
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net = mx.gluon.nn.SymbolBlock.imports(
+                str(run.symbol), ["data"], str(run.params), ctx=mx.cpu()
+            )
+    except Exception as exc:  # MXNetError for malformed files
+        raise CheckpointError(f"{run.root}: cannot load symbol/params ({exc})") from exc
+    return net, card
+
+
+def evaluate(run: str | Path | RunDir, *, data: str | Path, split: str = "test") -> dict[str, Any]:
+    """Top-1/top-5/per-class/confusion of a Gluon run on a subset of its split."""
+    from ..data.splits import Split
+
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    net, card = load_gluon_model(run)
+    config = TrainConfig.from_file(run.config) if run.config.is_file() else TrainConfig()
+    ds = _open(data, config)
+    if tuple(ds.classes) != tuple(card.class_names):
+        raise ConfigError(f"{data}: its classes differ from the run's classes.txt ({run.classes})")
+    indices = Split.load(run.split, dataset=ds).subset(split)
+    if not indices:
+        raise ConfigError(f"{run.split}: subset {split!r} is empty")
+    result = _evaluate_net(net, ds, indices, card.preprocess, config).result(card.class_names)
+    result["split"] = split
+    return result
+
+
+__all__ = ["evaluate", "load_gluon_model", "train"]
