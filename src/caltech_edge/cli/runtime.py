@@ -1,0 +1,198 @@
+"""``caltech-edge infer``, ``serve`` and ``package``: the device side of the CLI.
+
+Thin: argument parsing and wiring only; the work is in ``caltech_edge.runtime`` and
+``caltech_edge.export.package``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    _register_infer(sub)
+    _register_serve(sub)
+    _register_package(sub)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="artifact: .onnx, .xml (OpenVINO IR), MXNet -symbol.json or its folder")
+    p.add_argument("--backend", choices=("onnxruntime", "openvino", "mxnet"), help="force a backend (default: from the suffix)")
+    p.add_argument("--precision-hint", choices=("f32", "bf16", "f16"), help="OpenVINO inference precision (default: device default)")
+    p.add_argument("--threads", type=int, help="intra-op threads for the backend")
+
+
+def _register_infer(sub: Any) -> None:
+    p = sub.add_parser(
+        "infer",
+        help="run a model on a camera/video/folder/URL and publish results (MQTT, file, stdout)",
+        description="The device loop: frames -> model -> interpretation -> MQTT (buffered on "
+        "disk, nothing lost), project stream, retraining capture.",
+    )
+    _model_args(p)
+    p.add_argument("--source", required=True, help="camera index, video file, image folder, rtsp:// or http:// URL, or 'awscam'")
+    p.add_argument("--device", default=socket.gethostname(), help="device/thing name in payloads (default: hostname)")
+    p.add_argument("--max-frames", type=int, help="stop after N good frames")
+    p.add_argument("--rate", type=float, help="read at most this many frames per second")
+    g = p.add_argument_group("interpretation")
+    g.add_argument("--every", type=int, default=1, help="infer on every k-th frame")
+    g.add_argument("--smooth", type=int, default=1, help="average probabilities over the last N inferences")
+    g.add_argument("--min-confidence", type=float, default=0.0, help="below this, the top result is null")
+    g.add_argument("--publish", dest="publish_mode", choices=("every", "change", "interval"), default="every")
+    g.add_argument("--interval", type=float, default=0.0, help="seconds between publishes ('interval'), heartbeat ('change')")
+    g.add_argument("--top-k", type=int, default=5)
+    g.add_argument("--roi", help="region of interest 'x,y,w,h' in pixels or fractions")
+    m = p.add_argument_group("MQTT (AWS IoT Core: port 8883 with --tls-*)")
+    m.add_argument("--mqtt-host", help="broker host; without it nothing goes to MQTT")
+    m.add_argument("--mqtt-port", type=int, help="default 1883, or 8883 with --tls-ca")
+    m.add_argument("--topic", help="default $aws/things/<device>/infer")
+    m.add_argument("--client-id", default="", help="MQTT client id (AWS IoT: the thing name)")
+    m.add_argument("--tls-ca", help="CA certificate (Amazon root CA)")
+    m.add_argument("--tls-cert", help="client certificate")
+    m.add_argument("--tls-key", help="client private key")
+    m.add_argument("--keepalive", type=int, default=30)
+    m.add_argument("--buffer-dir", help="outbox + sequence state (default ~/.caltech-edge/<device>)")
+    m.add_argument("--buffer-max-messages", type=int, default=100000)
+    m.add_argument("--buffer-max-bytes", type=int, default=64 * 1024 * 1024)
+    m.add_argument("--overflow", choices=("drop_oldest", "drop_newest"), default="drop_oldest")
+    m.add_argument("--flush-timeout", type=float, default=30.0, help="seconds to wait at the end for undelivered results")
+    o = p.add_argument_group("outputs")
+    o.add_argument("--json", action="store_true", help="print each published payload as one JSON line on stdout")
+    o.add_argument("--output", help="append payloads as JSON lines to this file")
+    o.add_argument("--stream", help="annotated MJPEG to this FIFO or file (DeepLens: /tmp/results.mjpeg)")
+    o.add_argument("--capture-dir", help="save low-confidence frames here in the dataset layout")
+    o.add_argument("--capture-threshold", type=float, default=0.5)
+    o.add_argument("--capture-sample", type=float, default=0.0, help="also keep this fraction of all frames")
+    o.add_argument("--capture-max-files", type=int, default=1000)
+    p.set_defaults(func=_infer)
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from ..runtime.buffer import DiskBuffer, Sequencer
+    from ..runtime.capture import RetrainCapture
+    from ..runtime.frames import parse_roi
+    from ..runtime.interpret import InterpretConfig
+    from ..runtime.loop import run
+    from ..runtime.predictor import load_model
+    from ..runtime.publish import FilePublisher, MqttPublisher, StreamPublisher, TlsConfig, close_all, default_topic
+    from ..runtime.sources import open_source
+    from ..runtime.stream import MjpegStream
+
+    model = load_model(args.model, backend=args.backend, precision_hint=args.precision_hint, threads=args.threads)
+    interpret = InterpretConfig(
+        every=args.every,
+        smooth=args.smooth,
+        min_confidence=args.min_confidence,
+        publish=args.publish_mode,
+        interval_s=args.interval,
+        top_k=args.top_k,
+    )
+    roi = parse_roi(args.roi) if args.roi else None
+    state = Path(args.buffer_dir) if args.buffer_dir else Path.home() / ".caltech-edge" / args.device
+    state.mkdir(parents=True, exist_ok=True)
+    sequencer = Sequencer(state / "sequence.sqlite")
+    publishers = []  # type: list
+    if args.json:
+        publishers.append(StreamPublisher(sys.stdout))
+    if args.output:
+        publishers.append(FilePublisher(args.output))
+    if args.mqtt_host:
+        tls = TlsConfig(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
+        buffer = DiskBuffer(
+            state / "outbox.sqlite",
+            max_messages=args.buffer_max_messages,
+            max_bytes=args.buffer_max_bytes,
+            overflow=args.overflow,
+        )
+        publishers.append(
+            MqttPublisher(
+                args.mqtt_host,
+                args.mqtt_port or (8883 if tls else 1883),
+                topic=args.topic or default_topic(args.device),
+                buffer=buffer,
+                client_id=args.client_id,
+                tls=tls,
+                keepalive=args.keepalive,
+            )
+        )
+    source = open_source(args.source, rate=args.rate)
+    stream = MjpegStream(args.stream) if args.stream else None
+    capture = (
+        RetrainCapture(args.capture_dir, threshold=args.capture_threshold, sample_rate=args.capture_sample,
+                       max_files=args.capture_max_files)
+        if args.capture_dir
+        else None
+    )
+    try:
+        stats = run(source, model, publishers=publishers, interpret=interpret, roi=roi, sequencer=sequencer,
+                    device=args.device, stream=stream, capture=capture, max_frames=args.max_frames)
+    finally:
+        delivered = close_all(publishers, timeout=args.flush_timeout)
+        if stream is not None:
+            stream.close()
+        source.close()
+        sequencer.close()
+    stats["publishers"] = [p.stats() for p in publishers]
+    stats["delivered_all"] = delivered
+    print(json.dumps(stats), file=sys.stderr)
+    if not delivered:
+        print(
+            "caltech-edge infer: warning: some results are still in the outbox {}; they are "
+            "sent on the next run".format(state),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _register_serve(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve a model over HTTP: POST /predict with a JPEG/PNG, GET /health, /openapi.json",
+    )
+    _model_args(p)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--max-bytes", type=int, default=10 * 1024 * 1024, help="request body limit (413 above)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ..runtime.predictor import load_model
+    from ..runtime.serve import make_server
+
+    model = load_model(args.model, backend=args.backend, precision_hint=args.precision_hint, threads=args.threads)
+    server = make_server(model, host=args.host, port=args.port, max_bytes=args.max_bytes, top_k=args.top_k)
+    host, port = server.server_address[:2]
+    print("serving {} on http://{}:{} (POST /predict, GET /health, GET /openapi.json)".format(
+        model.path, host, port), file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+def _register_package(sub: Any) -> None:
+    p = sub.add_parser(
+        "package",
+        help="DeepLens package: model.tar.gz (symbol, params, shapes, synset, card) + Lambda zip",
+    )
+    p.add_argument("export_dir", help="an export directory (with model-symbol.json/params and card)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=_package)
+
+
+def _package(args: argparse.Namespace) -> int:
+    from ..export.package import package
+    from ._common import print_json
+
+    tar, zip_ = package(args.export_dir, out=args.out)
+    print_json({"model_tar_gz": tar, "lambda_zip": zip_})
+    return 0
