@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from runtime_helpers import Broker, need_mosquitto, write_video
+
 IMAGE_SIZE = 32
 CLASSES = ("001.red", "002.green", "003.blue")
 

@@ -81,8 +81,12 @@ class Broker:
                 return self
             except OSError:
                 if self.proc.poll() is not None:
-                    log = (self.root / "mosquitto.log").read_text() if (self.root / "mosquitto.log").exists() else ""
-                    raise RuntimeError(f"mosquitto exited: {log}")
+                    log = (
+                        (self.root / "mosquitto.log").read_text()
+                        if (self.root / "mosquitto.log").exists()
+                        else ""
+                    )
+                    raise RuntimeError(f"mosquitto exited: {log}") from None
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start listening")
 
@@ -113,7 +117,9 @@ class Subscriber:
         self.messages: list[dict] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
+        )
 
         def on_connect(client, userdata, flags, reason, props):
             client.subscribe(topic, qos=1)
@@ -152,10 +158,17 @@ class Subscriber:
         self.client.loop_stop()
 
 
-def run_cli(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, timeout: float = 120, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """``caltech-edge ARGS`` in a subprocess (the real entry point)."""
     return subprocess.run(
-        [sys.executable, "-c", "import sys; from caltech_edge.cli import main; sys.exit(main())", *args],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from caltech_edge.cli import main; sys.exit(main())",
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -30,7 +30,9 @@ def _infer_args(model, video, broker, tmp_path, *extra):
 def test_cli_infer_video_every_result_arrives(edge_artifacts, video, broker, tmp_path, backend):
     sub = Subscriber(broker.port, TOPIC, client_id=f"sub-{backend}")
     try:
-        proc = run_cli(*_infer_args(edge_artifacts[backend], video, broker, tmp_path, "--max-frames", "30"))
+        proc = run_cli(
+            *_infer_args(edge_artifacts[backend], video, broker, tmp_path, "--max-frames", "30")
+        )
         assert proc.returncode == 0, proc.stderr
         lines = [json.loads(line) for line in proc.stdout.splitlines()]
         assert [p["seq"] for p in lines] == list(range(1, 31))
@@ -44,7 +46,9 @@ def test_cli_infer_video_every_result_arrives(edge_artifacts, video, broker, tmp
     finally:
         sub.close()
     # a second run continues the persisted sequence
-    proc = run_cli(*_infer_args(edge_artifacts[backend], video, broker, tmp_path, "--max-frames", "2"))
+    proc = run_cli(
+        *_infer_args(edge_artifacts[backend], video, broker, tmp_path, "--max-frames", "2")
+    )
     assert [json.loads(line)["seq"] for line in proc.stdout.splitlines()] == [31, 32]
 
 

@@ -24,7 +24,9 @@ def frame() -> np.ndarray:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_predict_matches_torch_and_is_json(edge_artifacts, frame, backend):
-    model = load_model(edge_artifacts[backend], precision_hint="f32" if backend == "openvino" else None)
+    model = load_model(
+        edge_artifacts[backend], precision_hint="f32" if backend == "openvino" else None
+    )
     card = edge_artifacts["card"]
     # the raw runtime on the library's preprocessing of the same BGR frame
     x = preprocess(frame, card.preprocess, input_order="BGR")[None]
@@ -42,7 +44,9 @@ def test_predict_matches_torch_and_is_json(edge_artifacts, frame, backend):
     assert out["model"]["name"] == "tiny-resnet18" and out["model"]["version"] == "3"
     assert len(out["model"]["hash"]) == 64
     # the backend itself agrees with torch on a fixed tensor (FP32 everywhere)
-    np.testing.assert_allclose(model.runtime.infer(edge_artifacts["x"]), edge_artifacts["reference"], atol=1e-3)
+    np.testing.assert_allclose(
+        model.runtime.infer(edge_artifacts["x"]), edge_artifacts["reference"], atol=1e-3
+    )
 
 
 def test_bgr_is_converted_once(edge_artifacts, frame):
@@ -73,8 +77,15 @@ def test_roi_and_bad_frames(edge_artifacts, frame):
     model = load_model(edge_artifacts["onnxruntime"])
     crop = model.predict(frame, roi=(0.5, 0.5, 0.5, 0.5))
     direct = model.predict(np.ascontiguousarray(frame[24:, 32:]))
-    assert crop["predictions"][0]["probability"] == pytest.approx(direct["predictions"][0]["probability"], abs=1e-6)
-    for bad in (None, np.zeros((0, 0, 3), np.uint8), frame.astype(np.float32), np.zeros((4, 4, 2), np.uint8)):
+    assert crop["predictions"][0]["probability"] == pytest.approx(
+        direct["predictions"][0]["probability"], abs=1e-6
+    )
+    for bad in (
+        None,
+        np.zeros((0, 0, 3), np.uint8),
+        frame.astype(np.float32),
+        np.zeros((4, 4, 2), np.uint8),
+    ):
         with pytest.raises(BadFrameError):
             model.predict(bad)
     with pytest.raises(BadFrameError, match="inside the frame"):

@@ -21,9 +21,21 @@ def register(sub: Any) -> None:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="artifact: .onnx, .xml (OpenVINO IR), MXNet -symbol.json or its folder")
-    p.add_argument("--backend", choices=("onnxruntime", "openvino", "mxnet"), help="force a backend (default: from the suffix)")
-    p.add_argument("--precision-hint", choices=("f32", "bf16", "f16"), help="OpenVINO inference precision (default: device default)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="artifact: .onnx, .xml (OpenVINO IR), MXNet -symbol.json or its folder",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("onnxruntime", "openvino", "mxnet"),
+        help="force a backend (default: from the suffix)",
+    )
+    p.add_argument(
+        "--precision-hint",
+        choices=("f32", "bf16", "f16"),
+        help="OpenVINO inference precision (default: device default)",
+    )
     p.add_argument("--threads", type=int, help="intra-op threads for the backend")
 
 
@@ -35,16 +47,35 @@ def _register_infer(sub: Any) -> None:
         "disk, nothing lost), project stream, retraining capture.",
     )
     _model_args(p)
-    p.add_argument("--source", required=True, help="camera index, video file, image folder, rtsp:// or http:// URL, or 'awscam'")
-    p.add_argument("--device", default=socket.gethostname(), help="device/thing name in payloads (default: hostname)")
+    p.add_argument(
+        "--source",
+        required=True,
+        help="camera index, video file, image folder, rtsp:// or http:// URL, or 'awscam'",
+    )
+    p.add_argument(
+        "--device",
+        default=socket.gethostname(),
+        help="device/thing name in payloads (default: hostname)",
+    )
     p.add_argument("--max-frames", type=int, help="stop after N good frames")
     p.add_argument("--rate", type=float, help="read at most this many frames per second")
     g = p.add_argument_group("interpretation")
     g.add_argument("--every", type=int, default=1, help="infer on every k-th frame")
-    g.add_argument("--smooth", type=int, default=1, help="average probabilities over the last N inferences")
-    g.add_argument("--min-confidence", type=float, default=0.0, help="below this, the top result is null")
-    g.add_argument("--publish", dest="publish_mode", choices=("every", "change", "interval"), default="every")
-    g.add_argument("--interval", type=float, default=0.0, help="seconds between publishes ('interval'), heartbeat ('change')")
+    g.add_argument(
+        "--smooth", type=int, default=1, help="average probabilities over the last N inferences"
+    )
+    g.add_argument(
+        "--min-confidence", type=float, default=0.0, help="below this, the top result is null"
+    )
+    g.add_argument(
+        "--publish", dest="publish_mode", choices=("every", "change", "interval"), default="every"
+    )
+    g.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        help="seconds between publishes ('interval'), heartbeat ('change')",
+    )
     g.add_argument("--top-k", type=int, default=5)
     g.add_argument("--roi", help="region of interest 'x,y,w,h' in pixels or fractions")
     m = p.add_argument_group("MQTT (AWS IoT Core: port 8883 with --tls-*)")
@@ -56,18 +87,33 @@ def _register_infer(sub: Any) -> None:
     m.add_argument("--tls-cert", help="client certificate")
     m.add_argument("--tls-key", help="client private key")
     m.add_argument("--keepalive", type=int, default=30)
-    m.add_argument("--buffer-dir", help="outbox + sequence state (default ~/.caltech-edge/<device>)")
+    m.add_argument(
+        "--buffer-dir", help="outbox + sequence state (default ~/.caltech-edge/<device>)"
+    )
     m.add_argument("--buffer-max-messages", type=int, default=100000)
     m.add_argument("--buffer-max-bytes", type=int, default=64 * 1024 * 1024)
     m.add_argument("--overflow", choices=("drop_oldest", "drop_newest"), default="drop_oldest")
-    m.add_argument("--flush-timeout", type=float, default=30.0, help="seconds to wait at the end for undelivered results")
+    m.add_argument(
+        "--flush-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait at the end for undelivered results",
+    )
     o = p.add_argument_group("outputs")
-    o.add_argument("--json", action="store_true", help="print each published payload as one JSON line on stdout")
+    o.add_argument(
+        "--json",
+        action="store_true",
+        help="print each published payload as one JSON line on stdout",
+    )
     o.add_argument("--output", help="append payloads as JSON lines to this file")
-    o.add_argument("--stream", help="annotated MJPEG to this FIFO or file (DeepLens: /tmp/results.mjpeg)")
+    o.add_argument(
+        "--stream", help="annotated MJPEG to this FIFO or file (DeepLens: /tmp/results.mjpeg)"
+    )
     o.add_argument("--capture-dir", help="save low-confidence frames here in the dataset layout")
     o.add_argument("--capture-threshold", type=float, default=0.5)
-    o.add_argument("--capture-sample", type=float, default=0.0, help="also keep this fraction of all frames")
+    o.add_argument(
+        "--capture-sample", type=float, default=0.0, help="also keep this fraction of all frames"
+    )
     o.add_argument("--capture-max-files", type=int, default=1000)
     p.set_defaults(func=_infer)
 
@@ -79,11 +125,20 @@ def _infer(args: argparse.Namespace) -> int:
     from ..runtime.interpret import InterpretConfig
     from ..runtime.loop import run
     from ..runtime.predictor import load_model
-    from ..runtime.publish import FilePublisher, MqttPublisher, StreamPublisher, TlsConfig, close_all, default_topic
+    from ..runtime.publish import (
+        FilePublisher,
+        MqttPublisher,
+        StreamPublisher,
+        TlsConfig,
+        close_all,
+        default_topic,
+    )
     from ..runtime.sources import open_source
     from ..runtime.stream import MjpegStream
 
-    model = load_model(args.model, backend=args.backend, precision_hint=args.precision_hint, threads=args.threads)
+    model = load_model(
+        args.model, backend=args.backend, precision_hint=args.precision_hint, threads=args.threads
+    )
     interpret = InterpretConfig(
         every=args.every,
         smooth=args.smooth,
@@ -93,7 +148,9 @@ def _infer(args: argparse.Namespace) -> int:
         top_k=args.top_k,
     )
     roi = parse_roi(args.roi) if args.roi else None
-    state = Path(args.buffer_dir) if args.buffer_dir else Path.home() / ".caltech-edge" / args.device
+    state = (
+        Path(args.buffer_dir) if args.buffer_dir else Path.home() / ".caltech-edge" / args.device
+    )
     state.mkdir(parents=True, exist_ok=True)
     sequencer = Sequencer(state / "sequence.sqlite")
     publishers = []  # type: list
@@ -123,14 +180,28 @@ def _infer(args: argparse.Namespace) -> int:
     source = open_source(args.source, rate=args.rate)
     stream = MjpegStream(args.stream) if args.stream else None
     capture = (
-        RetrainCapture(args.capture_dir, threshold=args.capture_threshold, sample_rate=args.capture_sample,
-                       max_files=args.capture_max_files)
+        RetrainCapture(
+            args.capture_dir,
+            threshold=args.capture_threshold,
+            sample_rate=args.capture_sample,
+            max_files=args.capture_max_files,
+        )
         if args.capture_dir
         else None
     )
     try:
-        stats = run(source, model, publishers=publishers, interpret=interpret, roi=roi, sequencer=sequencer,
-                    device=args.device, stream=stream, capture=capture, max_frames=args.max_frames)
+        stats = run(
+            source,
+            model,
+            publishers=publishers,
+            interpret=interpret,
+            roi=roi,
+            sequencer=sequencer,
+            device=args.device,
+            stream=stream,
+            capture=capture,
+            max_frames=args.max_frames,
+        )
     finally:
         delivered = close_all(publishers, timeout=args.flush_timeout)
         if stream is not None:
@@ -142,8 +213,8 @@ def _infer(args: argparse.Namespace) -> int:
     print(json.dumps(stats), file=sys.stderr)
     if not delivered:
         print(
-            "caltech-edge infer: warning: some results are still in the outbox {}; they are "
-            "sent on the next run".format(state),
+            f"caltech-edge infer: warning: some results are still in the outbox {state}; they are "
+            "sent on the next run",
             file=sys.stderr,
         )
         return 1
@@ -158,7 +229,9 @@ def _register_serve(sub: Any) -> None:
     _model_args(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--max-bytes", type=int, default=10 * 1024 * 1024, help="request body limit (413 above)")
+    p.add_argument(
+        "--max-bytes", type=int, default=10 * 1024 * 1024, help="request body limit (413 above)"
+    )
     p.add_argument("--top-k", type=int, default=5)
     p.set_defaults(func=_serve)
 
@@ -167,11 +240,18 @@ def _serve(args: argparse.Namespace) -> int:
     from ..runtime.predictor import load_model
     from ..runtime.serve import make_server
 
-    model = load_model(args.model, backend=args.backend, precision_hint=args.precision_hint, threads=args.threads)
-    server = make_server(model, host=args.host, port=args.port, max_bytes=args.max_bytes, top_k=args.top_k)
+    model = load_model(
+        args.model, backend=args.backend, precision_hint=args.precision_hint, threads=args.threads
+    )
+    server = make_server(
+        model, host=args.host, port=args.port, max_bytes=args.max_bytes, top_k=args.top_k
+    )
     host, port = server.server_address[:2]
-    print("serving {} on http://{}:{} (POST /predict, GET /health, GET /openapi.json)".format(
-        model.path, host, port), file=sys.stderr, flush=True)
+    print(
+        f"serving {model.path} on http://{host}:{port} (POST /predict, GET /health, GET /openapi.json)",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         server.serve_forever()
     finally:
@@ -184,7 +264,9 @@ def _register_package(sub: Any) -> None:
         "package",
         help="DeepLens package: model.tar.gz (symbol, params, shapes, synset, card) + Lambda zip",
     )
-    p.add_argument("export_dir", help="an export directory (with model-symbol.json/params and card)")
+    p.add_argument(
+        "export_dir", help="an export directory (with model-symbol.json/params and card)"
+    )
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_package)
 

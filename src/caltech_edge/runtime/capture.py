@@ -88,7 +88,9 @@ class RetrainCapture:
         path = atomic_write_bytes(self.root / folder / (stem + ".jpg"), data)
         meta = {"reason": reason, "image": "{}/{}.jpg".format(folder, stem)}
         meta.update({k: result[k] for k in ("predictions", "model", "timestamp") if k in result})
-        atomic_write_text(self.root / ".predictions" / folder / (stem + ".json"), json.dumps(meta, indent=1))
+        atomic_write_text(
+            self.root / ".predictions" / folder / (stem + ".json"), json.dumps(meta, indent=1)
+        )
         self.files += 1
         self.bytes += len(data)
         self.saved += 1

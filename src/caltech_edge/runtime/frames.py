@@ -70,8 +70,8 @@ def crop_roi(frame: np.ndarray, roi: Optional[Sequence[float]]) -> np.ndarray:
     if max(x, y, w, h) <= 1.0:
         x, w = x * width, w * width
         y, h = y * height, h * height
-    x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
-    x1, y1 = min(width, int(round(x + w))), min(height, int(round(y + h)))
+    x0, y0 = max(0, round(x)), max(0, round(y))
+    x1, y1 = min(width, round(x + w)), min(height, round(y + h))
     if x1 - x0 < 8 or y1 - y0 < 8:
         raise BadFrameError(
             "ROI {} leaves {}x{} pixels of a {}x{} frame; it must lie inside the frame".format(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import ConfigError
 
@@ -32,9 +32,13 @@ class InterpretConfig:
         if int(self.every) < 1 or int(self.smooth) < 1 or int(self.top_k) < 1:
             raise ConfigError("every, smooth and top_k must be >= 1")
         if not 0.0 <= float(self.min_confidence) <= 1.0:
-            raise ConfigError("min_confidence must be in [0, 1], got {}".format(self.min_confidence))
+            raise ConfigError(
+                "min_confidence must be in [0, 1], got {}".format(self.min_confidence)
+            )
         if self.publish not in PUBLISH_MODES:
-            raise ConfigError("publish mode must be one of {}, got {!r}".format(PUBLISH_MODES, self.publish))
+            raise ConfigError(
+                "publish mode must be one of {}, got {!r}".format(PUBLISH_MODES, self.publish)
+            )
         if self.publish == "interval" and float(self.interval_s) <= 0:
             raise ConfigError("publish='interval' needs interval_s > 0")
 
@@ -45,7 +49,12 @@ Decision = Tuple[List[Dict[str, Any]], Optional[Dict[str, Any]], str]
 class Interpreter:
     """Stateful: feed it each inference result, get back what to publish (or None)."""
 
-    def __init__(self, config: Optional[InterpretConfig] = None, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: Optional[InterpretConfig] = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config or InterpretConfig()
         self._window = collections.deque(maxlen=int(self.config.smooth))  # type: Deque[List[Dict[str, Any]]]
         self._clock = clock
@@ -68,14 +77,19 @@ class Interpreter:
                 labels[p["index"]] = p["label"]
         n = float(len(self._window))
         ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[: int(self.config.top_k)]
-        return [{"label": labels[i], "index": i, "probability": round(total / n, 6)} for i, total in ranked]
+        return [
+            {"label": labels[i], "index": i, "probability": round(total / n, 6)}
+            for i, total in ranked
+        ]
 
     def update(self, result: Dict[str, Any]) -> Optional[Decision]:
         """(smoothed predictions, top or None, reason) when this result should be published."""
         self.inferences += 1
         smoothed = self.smooth(result["predictions"])
         best = smoothed[0] if smoothed else None
-        top = best if best is not None and best["probability"] >= self.config.min_confidence else None
+        top = (
+            best if best is not None and best["probability"] >= self.config.min_confidence else None
+        )
         now = self._clock()
         mode = self.config.publish
         elapsed = None if self._last_time is None else now - self._last_time
@@ -89,7 +103,11 @@ class Interpreter:
             label = top["label"] if top is not None else None
             if label != self._last_top:
                 reason = "change"
-            elif self.config.interval_s > 0 and elapsed is not None and elapsed >= self.config.interval_s:
+            elif (
+                self.config.interval_s > 0
+                and elapsed is not None
+                and elapsed >= self.config.interval_s
+            ):
                 reason = "interval"
         if reason is None:
             return None

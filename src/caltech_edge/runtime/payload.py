@@ -132,7 +132,9 @@ def _check(value: Any, schema: Dict[str, Any], where: str, errors: List[str]) ->
             _check(value, option, where, sub)
             matches += not sub
         if matches != 1:
-            errors.append("{}: matches {} of the allowed forms, needs exactly 1".format(where, matches))
+            errors.append(
+                "{}: matches {} of the allowed forms, needs exactly 1".format(where, matches)
+            )
         return
     kind = schema.get("type")
     if kind is not None:

@@ -37,7 +37,11 @@ def top_k(probs: np.ndarray, labels: Sequence[str], k: int) -> List[Dict[str, An
     idx = np.argpartition(-probs, k - 1)[:k] if k < probs.shape[-1] else np.arange(probs.shape[-1])
     idx = idx[np.argsort(-probs[idx], kind="stable")]
     return [
-        {"label": labels[i] if i < len(labels) else str(i), "index": int(i), "probability": float(probs[i])}
+        {
+            "label": labels[i] if i < len(labels) else str(i),
+            "index": int(i),
+            "probability": float(probs[i]),
+        }
         for i in idx
     ]
 
@@ -52,7 +56,7 @@ def artifact_hash(path: Union[str, Path]) -> str:
         candidates = [path.with_suffix(".bin"), path]
     elif path.name.endswith("-symbol.json"):
         candidates = sorted(path.parent.glob(path.name[: -len("-symbol.json")] + "-*.params"))
-    for candidate in candidates + [path]:
+    for candidate in [*candidates, path]:
         if candidate.is_file():
             digest = hashlib.sha256()
             with open(str(candidate), "rb") as fh:
@@ -65,7 +69,9 @@ def artifact_hash(path: Union[str, Path]) -> str:
 class EdgeModel:
     """A runtime plus its card: ``predict(frame_bgr)`` and ``predict_batch(frames)``."""
 
-    def __init__(self, runtime: Runtime, *, path: Union[str, Path] = "", card: Optional[ModelCard] = None) -> None:
+    def __init__(
+        self, runtime: Runtime, *, path: Union[str, Path] = "", card: Optional[ModelCard] = None
+    ) -> None:
         self.runtime = runtime
         self.card = card if card is not None else runtime.card
         self.spec = self.card.preprocess
@@ -84,7 +90,9 @@ class EdgeModel:
     def backend(self) -> str:
         return self.runtime.name
 
-    def preprocess(self, frame_bgr: np.ndarray, roi: Optional[Sequence[float]] = None) -> np.ndarray:
+    def preprocess(
+        self, frame_bgr: np.ndarray, roi: Optional[Sequence[float]] = None
+    ) -> np.ndarray:
         """BGR frame (optionally its ROI) -> the model's CHW float32 input."""
         return preprocess(crop_roi(check_frame(frame_bgr), roi), self.spec, input_order="BGR")
 
@@ -106,7 +114,9 @@ class EdgeModel:
             "timestamp": now_iso(),
         }
 
-    def predict(self, frame_bgr: np.ndarray, top_k: int = 5, roi: Optional[Sequence[float]] = None) -> Dict[str, Any]:
+    def predict(
+        self, frame_bgr: np.ndarray, top_k: int = 5, roi: Optional[Sequence[float]] = None
+    ) -> Dict[str, Any]:
         """Classify one BGR frame; JSON-serializable dict (predictions best first, softmax)."""
         t0 = time.perf_counter()
         x = self.preprocess(frame_bgr, roi)
@@ -126,7 +136,9 @@ class EdgeModel:
         t3 = time.perf_counter()
         return self._result(preds, (t1, t1, t2, t3), 1)
 
-    def predict_batch(self, frames: Sequence[np.ndarray], top_k: int = 5, roi: Optional[Sequence[float]] = None) -> List[Dict[str, Any]]:
+    def predict_batch(
+        self, frames: Sequence[np.ndarray], top_k: int = 5, roi: Optional[Sequence[float]] = None
+    ) -> List[Dict[str, Any]]:
         """Classify several BGR frames in one backend call; one dict per frame, same order."""
         if len(frames) == 0:
             return []
@@ -154,5 +166,7 @@ def load_model(
     threads: Optional[int] = None,
 ) -> EdgeModel:
     """Open an exported artifact (.onnx, .xml, MXNet symbol/params) for frame prediction."""
-    runtime = open_runtime(path, backend=backend, card=card, precision_hint=precision_hint, threads=threads)
+    runtime = open_runtime(
+        path, backend=backend, card=card, precision_hint=precision_hint, threads=threads
+    )
     return EdgeModel(runtime, path=path)

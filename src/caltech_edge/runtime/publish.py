@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Deque, Dict, List, Optional, Union
+from typing import IO, Any, Dict, List, Optional, Union
 
 from .._registry import require
 from ..errors import ConfigError
@@ -82,7 +82,7 @@ class FilePublisher:
     def __init__(self, path: Union[str, "os.PathLike[str]"], *, fsync: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(str(self.path), "ab")
+        self._fh = open(str(self.path), "ab")  # noqa: SIM115 - kept open for the run, closed in close()
         self._fsync = fsync
         self.sent = 0
 
@@ -218,10 +218,14 @@ class MqttPublisher:
         self._connected.set()
         self._wake.set()
 
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
         self._connected.clear()
         if not self._stop.is_set():
-            log.warning("MQTT disconnected from %s:%s (%s); buffering", self.host, self.port, reason)
+            log.warning(
+                "MQTT disconnected from %s:%s (%s); buffering", self.host, self.port, reason
+            )
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         self._acks.append(mid)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -150,7 +150,9 @@ class ReadSource(FrameSource):
 class FolderSource(FrameSource):
     """Every image file in a folder (sorted, recursive); unreadable files count as bad."""
 
-    def __init__(self, root: Union[str, Path], *, rate: Optional[float] = None, loop: bool = False) -> None:
+    def __init__(
+        self, root: Union[str, Path], *, rate: Optional[float] = None, loop: bool = False
+    ) -> None:
         super().__init__(str(root), rate=rate)
         self.root = Path(root)
         self.loop = loop
@@ -159,7 +161,9 @@ class FolderSource(FrameSource):
         )
         if not self.files:
             raise ConfigError(
-                "{}: no images ({}) found in this folder".format(self.root, ", ".join(IMAGE_SUFFIXES))
+                "{}: no images ({}) found in this folder".format(
+                    self.root, ", ".join(IMAGE_SUFFIXES)
+                )
             )
 
     def _raw(self) -> Iterator[Any]:
@@ -205,14 +209,32 @@ def open_source(
                 "source 'awscam' needs the DeepLens awscam module (only on a DeepLens); "
                 "use a camera index, video file, folder or URL elsewhere"
             ) from None
-        return ReadSource("awscam", lambda: _awscam_opener(), live=True, rate=rate,
-                          max_backoff=max_backoff, max_reconnects=max_reconnects)
+        return ReadSource(
+            "awscam",
+            lambda: _awscam_opener(),
+            live=True,
+            rate=rate,
+            max_backoff=max_backoff,
+            max_reconnects=max_reconnects,
+        )
     if isinstance(source, int) or text.isdigit():
-        return ReadSource("camera:{}".format(text), _capture_opener(int(text)), live=True, rate=rate,
-                          max_backoff=max_backoff, max_reconnects=max_reconnects)
+        return ReadSource(
+            "camera:{}".format(text),
+            _capture_opener(int(text)),
+            live=True,
+            rate=rate,
+            max_backoff=max_backoff,
+            max_reconnects=max_reconnects,
+        )
     if text.lower().startswith(URL_SCHEMES):
-        return ReadSource(text, _capture_opener(text), live=True, rate=rate,
-                          max_backoff=max_backoff, max_reconnects=max_reconnects)
+        return ReadSource(
+            text,
+            _capture_opener(text),
+            live=True,
+            rate=rate,
+            max_backoff=max_backoff,
+            max_reconnects=max_reconnects,
+        )
     path = Path(text)
     if path.is_dir():
         return FolderSource(path, rate=rate, loop=loop)

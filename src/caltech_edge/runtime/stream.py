@@ -13,23 +13,36 @@ import os
 import select
 import stat
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Sequence, Union
 
 import cv2
 import numpy as np
 
 
-def annotate(frame_bgr: np.ndarray, predictions: Sequence[Dict[str, Any]], *, lines: int = 3) -> np.ndarray:
+def annotate(
+    frame_bgr: np.ndarray, predictions: Sequence[Dict[str, Any]], *, lines: int = 3
+) -> np.ndarray:
     """A copy of the frame with the top predictions (label and probability) drawn on it."""
     out = frame_bgr.copy() if frame_bgr.ndim == 3 else cv2.cvtColor(frame_bgr, cv2.COLOR_GRAY2BGR)
     scale = max(0.4, out.shape[0] / 480.0 * 0.8)
-    thickness = max(1, int(round(scale * 2)))
+    thickness = max(1, round(scale * 2))
     y = int(30 * scale)
     for i, pred in enumerate(list(predictions)[:lines]):
         text = "{} {:.1%}".format(pred["label"], float(pred["probability"]))
         color = (0, 255, 0) if i == 0 else (255, 200, 0)
-        cv2.putText(out, text, (10, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
-        cv2.putText(out, text, (10, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            text,
+            (10, y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (0, 0, 0),
+            thickness + 2,
+            cv2.LINE_AA,
+        )
+        cv2.putText(
+            out, text, (10, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA
+        )
         y += int(30 * scale)
     return out
 
@@ -73,7 +86,7 @@ class MjpegStream:
     def encode(self, frame_bgr: np.ndarray, predictions: Sequence[Dict[str, Any]] = ()) -> bytes:
         img = annotate(frame_bgr, predictions) if predictions else frame_bgr
         if self.width and img.shape[1] != self.width:
-            height = int(round(img.shape[0] * self.width / float(img.shape[1])))
+            height = round(img.shape[0] * self.width / float(img.shape[1]))
             img = cv2.resize(img, (self.width, height), interpolation=cv2.INTER_AREA)
         ok, buf = cv2.imencode(".jpg", img, [int(cv2.IMWRITE_JPEG_QUALITY), self.quality])
         if not ok:
@@ -97,7 +110,7 @@ class MjpegStream:
 
     def _write_fifo(self, data: bytes) -> bool:
         fd = self._fd
-        assert fd is not None  # noqa: S101 - guarded by write()
+        assert fd is not None
         try:
             sent = os.write(fd, data)
         except BlockingIOError:  # reader too slow: drop the whole frame
@@ -115,7 +128,7 @@ class MjpegStream:
                 self.dropped += 1
                 return False
             try:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             except (BlockingIOError, BrokenPipeError):
                 self._close_fd()
                 self.dropped += 1
@@ -134,7 +147,12 @@ class MjpegStream:
         self._close_fd()
 
     def stats(self) -> Dict[str, Any]:
-        return {"path": str(self.path), "fifo": self.is_fifo, "written": self.written, "dropped": self.dropped}
+        return {
+            "path": str(self.path),
+            "fifo": self.is_fifo,
+            "written": self.written,
+            "dropped": self.dropped,
+        }
 
 
 def split_mjpeg(data: bytes) -> list:
