@@ -23,7 +23,6 @@ from ._mxnet_compat import import_mxnet
 class GluonArch:
     name: str  # Gluon model zoo name
     family: str  # resnet | squeezenet | mobilenet
-    head_prefix: str = "output."  # structural names of the replaced head
 
 
 _DEPTHS = (18, 34, 50, 101, 152)
@@ -149,26 +148,26 @@ def load_weights(net: Any, state: Mapping[str, Any], *, arch: str, source: str) 
     Anything outside the head that is missing, unexpected or mis-shaped means the file is
     for another architecture, and raises :class:`CheckpointError`.
     """
-    head = GLUON_ARCHS[gluon_arch(arch)].head_prefix
+    gluon_arch(arch)
     structural = any("." in k for k in state)
+    own = _own_params(net, structural)
+    head_ids = {id(p) for p in net.output.collect_params().values()}
+    head = {k for k, p in own.items() if id(p) in head_ids}
     if structural:
         keys = dict(state)
-        own = _own_params(net, True)
-    else:
+    else:  # drop the file's instance prefix, as _own_params does for ours
         keys = {k.split("_", 1)[1] if "_" in k else k: v for k, v in state.items()}
-        own = _own_params(net, False)
-        head = "output"
     skipped, bad = [], []
     for key, value in keys.items():
         param = own.get(key)
         if param is None:
             bad.append(f"unexpected {key}")
         elif tuple(param.shape) != tuple(value.shape):
-            if key.startswith(head):
+            if key in head:
                 skipped.append(key)
             else:
                 bad.append(f"{key}: {tuple(value.shape)} vs {tuple(param.shape)}")
-    missing = [k for k in own if k not in keys and not k.startswith(head)]
+    missing = [k for k in own if k not in keys and k not in head]
     if bad or missing:
         detail = "; ".join((bad + [f"missing {k}" for k in missing])[:6])
         raise CheckpointError(
