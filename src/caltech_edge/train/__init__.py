@@ -1,1 +1,61 @@
-"""train stage of caltech-edge."""
+"""Training and evaluation: one entry point for every framework.
+
+``train(config, *, data, out)`` looks ``config.framework`` up in the frameworks registry
+(:mod:`caltech_edge.frameworks.base`) and runs that trainer; ``evaluate(run, *, data)``
+does the same for the framework recorded in the run's model card. Importing this package
+imports neither torch nor mxnet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+    from ..card import ModelCard
+    from ..config import TrainConfig
+    from ..rundir import RunDir
+
+__all__ = ["evaluate", "train"]
+
+
+def train(
+    config: TrainConfig,
+    *,
+    data: str | Path,
+    out: str | Path,
+    model: nn.Module | None = None,
+    card: ModelCard | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> RunDir:
+    """Train per ``config`` on the dataset at ``data``; write the run directory ``out``.
+
+    ``model=``/``card=`` inject an already-built torch model (e.g. a pruned one) to
+    fine-tune; they are only valid with ``config.framework == "torch"``.
+    """
+    from ..errors import ConfigError
+    from ..frameworks.base import get_trainer
+
+    trainer = get_trainer(config.framework.value)
+    kwargs: dict[str, Any] = {"resume": resume, "progress": progress}
+    if model is not None or card is not None:
+        if config.framework.value != "torch":
+            raise ConfigError(
+                "model=/card= inject a torch model; they cannot be used with framework "
+                f"{config.framework.value!r}"
+            )
+        kwargs.update(model=model, card=card)
+    return trainer(config, data=data, out=out, **kwargs)
+
+
+def evaluate(run: RunDir | str | Path, *, data: str | Path, split: str = "test") -> dict[str, Any]:
+    """Metrics (top1, top5, images, per_class, confusion) of a finished run on ``split``."""
+    from ..frameworks.base import get_evaluator
+    from ..rundir import RunDir
+
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    framework = run.load_card().framework
+    return get_evaluator(framework)(run, data=data, split=split)

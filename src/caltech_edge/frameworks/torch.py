@@ -1,0 +1,381 @@
+"""The PyTorch trainer: ``train(config, *, data, out, ...) -> RunDir`` and ``evaluate``.
+
+This module only wires the pieces in :mod:`caltech_edge.train` together (data, strategy,
+optimizer, loop, checkpoints, outputs); each piece lives in its own small module.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
+from ..card import ModelCard
+from ..config import Framework, TrainConfig
+from ..errors import CheckpointError, ConfigError, DatasetError
+from ..models.torchvision_zoo import create_model, load_state_dict_file
+from ..rundir import RunDir
+from ..train import amp, distributed
+from ..train import data as tdata
+from ..train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ..train.features import extract_features, split_model
+from ..train.loop import FitState, evaluate_batches, train_one_epoch, update_state
+from ..train.schedules import build_optimizer
+from ..train.strategy import apply_strategy, set_train_mode
+
+log = logging.getLogger(__name__)
+
+
+class _Float(nn.Module):
+    """Feeds cached (possibly float16) features to the head in float32."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.float())
+
+
+def seed_everything(seed: int, *, deterministic: bool = True) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _save_state_dict(path: Path, model: nn.Module) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _class_weights(targets: list[int], num_classes: int) -> torch.Tensor:
+    counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=num_classes).astype(float)
+    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def train(
+    config: TrainConfig,
+    *,
+    data: str | Path,
+    out: str | Path,
+    model: nn.Module | None = None,
+    card: ModelCard | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> RunDir:
+    """Fine-tune a torchvision classifier on ``data`` and write the run directory ``out``.
+
+    ``model``/``card`` inject an already-built model (e.g. a pruned one) instead of
+    building ``config.arch``; ``card.extra`` (``pruned: true``...) is carried into the run's
+    card. With ``resume`` an interrupted run continues from ``checkpoints/last.pt`` and
+    ends with the same weights as an uninterrupted one. Under ``torchrun`` every rank
+    trains on its shard and rank 0 writes the outputs.
+    """
+    if config.framework != Framework.TORCH:
+        raise ConfigError(f"framework is {config.framework.value!r}; use caltech_edge.train.train")
+    ctx = distributed.init()
+    try:
+        return _train(config, Path(data), RunDir(out), model, card, resume, progress, ctx)
+    finally:
+        distributed.shutdown(ctx)
+
+
+def _train(
+    config: TrainConfig,
+    data: Path,
+    run: RunDir,
+    model: nn.Module | None,
+    given_card: ModelCard | None,
+    resume: bool,
+    progress: bool,
+    ctx: distributed.DistContext,
+) -> RunDir:
+    started = time.perf_counter()
+    progress = progress and ctx.is_main
+    seed_everything(config.seed, deterministic=config.deterministic)
+    device = (
+        torch.device("cuda", ctx.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    )
+    dataset = tdata.open_data(config, data)
+    num_classes = tdata.num_classes_for(config, dataset)
+    split = tdata.resolve_split(config, dataset, run, resume=resume)
+    if not split.train:
+        raise DatasetError(f"{data}: the split has no training images")
+    arch = given_card.arch if given_card is not None else config.arch
+    config = config.replace(num_classes=num_classes, arch=arch)
+    if model is None:
+        model = create_model(arch, num_classes, weights=config.weights)
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    precision = amp.resolve_precision(config.precision, device)
+    autocast = amp.autocast_factory(precision, device)
+    plan = apply_strategy(model, arch=arch, config=config)
+    if ctx.is_main:
+        run.root.mkdir(parents=True, exist_ok=True)
+        split.save(run.split)
+        config.save(run.config)
+        atomic_write_text(run.classes, "".join(f"{c}\n" for c in dataset.classes))
+        log.info(
+            "%s: %s, %d classes, split %s, %s trainable / %s frozen parameters, precision %s",
+            run.root,
+            arch,
+            num_classes,
+            split.sizes,
+            f"{plan.trainable:,}",
+            f"{plan.frozen:,}",
+            precision.value,
+        )
+    weight = _class_weights([dataset.targets[i] for i in split.train], num_classes)
+    criterion = nn.CrossEntropyLoss(
+        weight=weight.to(device) if config.weighted_loss else None,
+        label_smoothing=config.label_smoothing,
+    )
+    eval_criterion = nn.CrossEntropyLoss()
+    bs, workers = config.batch_size, config.num_workers
+
+    if config.cache_features:
+        backbone, head = split_model(model, arch)
+        feats = {}
+        for name in ("train", "val"):
+            indices = split.subset(name)
+            if not indices:
+                continue
+            ds = tdata.torch_dataset(config, dataset, indices, train=False)
+            feats[name] = extract_features(
+                backbone,
+                tdata.unshuffled(ds, batch_size=bs, num_workers=workers),
+                total=len(indices),
+                autocast=autocast,
+                channels_last=config.channels_last,
+                progress=progress,
+                desc=f"{name} features",
+            )
+        train_module: nn.Module = _Float(head)
+        eval_module: nn.Module = train_module
+        train_ds = tdata.tensor_dataset(*feats["train"])
+        val_batches = (
+            tdata.unshuffled(tdata.tensor_dataset(*feats["val"]), batch_size=bs)
+            if "val" in feats
+            else None
+        )
+
+        def set_mode() -> None:
+            head.train()
+    else:
+        train_module = eval_module = model
+        train_ds = tdata.torch_dataset(config, dataset, split.subset("train"), train=True)
+        val_batches = (
+            tdata.unshuffled(
+                tdata.torch_dataset(config, dataset, split.subset("val"), train=False),
+                batch_size=bs,
+                num_workers=workers,
+            )
+            if split.val
+            else None
+        )
+
+        def set_mode() -> None:
+            set_train_mode(model, plan)
+
+    loader = tdata.Loader(
+        train_ds, batch_size=bs, shuffle=True, seed=config.seed, ctx=ctx, num_workers=workers
+    )
+    optimizer = build_optimizer(plan.param_groups, config)
+    for group in optimizer.param_groups:
+        group["base_lr"] = group["lr"]
+    state = FitState()
+    if resume and run.last.is_file():
+        state = _restore(run, model, optimizer, ctx)
+    wrapped = distributed.wrap(train_module, ctx)
+    scaler = amp.grad_scaler(precision, device)
+
+    for epoch in range(state.epoch, config.epochs):
+        if state.stopped_early:
+            break
+        stats = train_one_epoch(
+            wrapped,
+            loader.epoch(epoch),
+            steps=len(loader),
+            epoch=epoch,
+            optimizer=optimizer,
+            criterion=criterion,
+            config=config,
+            set_mode=set_mode,
+            autocast=autocast,
+            ctx=ctx,
+            channels_last=config.channels_last,
+            scaler=scaler,
+            progress=progress,
+        )
+        entry: dict[str, Any] = {"epoch": epoch + 1, **stats}
+        if val_batches is not None:
+            res = evaluate_batches(
+                eval_module,
+                val_batches,
+                num_classes=num_classes,
+                top_k=config.top_k,
+                criterion=eval_criterion,
+                autocast=autocast,
+                channels_last=config.channels_last,
+            ).result()
+            entry.update(val_loss=res["loss"], val_top1=res["top1"], val_top5=res["top5"])
+        is_best = update_state(state, entry, config)
+        if ctx.is_main:
+            log.info(
+                "epoch %d/%d: %s",
+                epoch + 1,
+                config.epochs,
+                ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if isinstance(v, float)),
+            )
+            if is_best:
+                _save_state_dict(run.weights, model)
+            if config.checkpoint_frequency and (epoch + 1) % config.checkpoint_frequency == 0:
+                _save_state_dict(run.checkpoints / f"epoch-{epoch + 1:04d}.pt", model)
+            save_checkpoint(
+                run.last,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "state": state.to_dict(),
+                    "rng": rng_state(),
+                    "config": config.to_dict(),
+                },
+            )
+            _write_metrics(run, config, state, split, test=None, wall=time.perf_counter() - started)
+        distributed.barrier(ctx)
+
+    if state.stopped_early and ctx.is_main:
+        log.info("early stopping after epoch %d (best epoch %d)", state.epoch, state.best_epoch)
+    model.load_state_dict(load_state_dict_file(run.weights))
+    if ctx.is_main:
+        test = None
+        if split.test:
+            test_ds = tdata.torch_dataset(config, dataset, split.subset("test"), train=False)
+            test = evaluate_batches(
+                model,
+                tdata.unshuffled(test_ds, batch_size=bs, num_workers=workers),
+                num_classes=num_classes,
+                top_k=config.top_k,
+                criterion=eval_criterion,
+                autocast=autocast,
+                channels_last=config.channels_last,
+            ).result(dataset.classes)
+        metrics = _write_metrics(
+            run, config, state, split, test=test, wall=time.perf_counter() - started
+        )
+        _write_card(run, config, dataset, given_card, metrics, precision)
+        _write_plots(run, state, test, dataset.classes)
+    distributed.barrier(ctx)
+    return run
+
+
+def _restore(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, ctx) -> FitState:
+    ckpt = load_checkpoint(run.last)
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(
+            f"{run.last}: does not fit this model/config ({exc}); train into a new --out "
+            "directory or pass resume=False (--no-resume) to start over"
+        ) from exc
+    if ctx.is_main:
+        set_rng_state(ckpt["rng"])
+    else:  # ranks other than 0 never saved theirs: derive it from (seed, rank, epoch)
+        torch.manual_seed(int(ckpt["state"]["epoch"]) * 1000 + ctx.rank)
+    state = FitState.from_dict(ckpt["state"])
+    log.info("resuming %s after epoch %d", run.root, state.epoch)
+    return state
+
+
+def _selection(state: FitState) -> str:
+    if state.history and state.history[0].get("val_top1") is not None:
+        return "best epoch chosen on validation"
+    return "no validation split: best epoch chosen on training metrics (set val_per_class)"
+
+
+def _write_metrics(run, config, state: FitState, split, *, test, wall: float) -> dict[str, Any]:
+    metrics = {
+        "history": state.history,
+        "epochs_completed": state.epoch,
+        "best_epoch": state.best_epoch,
+        "selection": _selection(state),
+        "stopped_early": state.stopped_early,
+        "split_sizes": split.sizes,
+        "test": test,
+        "wall_seconds": wall,
+        "notes": list(config.notes),
+    }
+    atomic_write_json(run.metrics, metrics)
+    return metrics
+
+
+def _write_card(run, config, dataset, given: ModelCard | None, metrics, precision) -> None:
+    test = metrics.get("test") or {}
+    best = next((h for h in state_history(metrics) if h["epoch"] == metrics["best_epoch"]), {})
+    summary = {
+        "top1": test.get("top1"),
+        "top5": test.get("top5"),
+        "test_images": test.get("images"),
+        "best_epoch": metrics["best_epoch"],
+        "val_top1": best.get("val_top1"),
+        "train_top1": best.get("train_top1"),
+    }
+    extra = dict(given.extra) if given is not None else {}
+    extra.update(
+        strategy=config.strategy.value,
+        training_precision=precision.value,
+        synthetic_data=bool(getattr(dataset, "synthetic", False)),
+        weights=config.weights,
+    )
+    card = ModelCard(
+        arch=config.arch,
+        class_names=tuple(dataset.classes),
+        preprocess=tdata.preprocess_spec(config),
+        framework="torch",
+        format="checkpoint",
+        precision="fp32",
+        name=given.name if given is not None else "",
+        dataset=dataset.name,
+        source_sha256=sha256_file(run.weights),
+        metrics={k: v for k, v in summary.items() if v is not None},
+        extra=extra,
+    )
+    card.save(run.card)
+
+
+def state_history(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(metrics.get("history") or [])
+
+
+def _write_plots(run: RunDir, state: FitState, test, class_names) -> None:
+    from ..train.plots import plot_confusion, plot_curves
+
+    if state.history:
+        plot_curves(state.history, run.plots / "curves.png")
+    if test is not None:
+        plot_confusion(test["confusion"], class_names, run.plots / "confusion.png")
+
+
+def evaluate(run: RunDir | str | Path, *, data: str | Path, split: str = "test") -> dict[str, Any]:
+    from ..train.evaluate import evaluate_torch_run
+
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    return evaluate_torch_run(run, data=data, split=split)
+
+
+__all__ = ["evaluate", "train"]

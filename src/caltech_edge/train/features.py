@@ -1,0 +1,83 @@
+"""Head-only training on cached backbone features: run the frozen backbone once.
+
+``split_model`` cuts a torchvision classifier into ``backbone`` and ``head`` modules that
+share the model's parameters, with ``head(backbone(x)) == model(x)``; head-only training
+then costs one backbone pass per image instead of one per image per epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..models.torchvision_zoo import arch_info
+
+#: caches bigger than this are stored as float16 (halves memory; ~1e-3 relative rounding)
+FP32_CACHE_LIMIT = 512 * 1024 * 1024
+
+
+def split_model(model: nn.Module, arch: str) -> tuple[nn.Module, nn.Module]:
+    """``(backbone, head)`` sharing ``model``'s parameters; their composition is ``model``."""
+    family = arch_info(arch).family
+    if family == "resnet":
+        names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+        body = [getattr(model, n) for n in names]
+        return nn.Sequential(*body, model.avgpool, nn.Flatten(1)), model.fc
+    if family == "squeezenet":
+        return model.features, nn.Sequential(model.classifier, nn.Flatten(1))
+    if arch == "mobilenet_v2":
+        pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        return nn.Sequential(model.features, pool), model.classifier
+    if arch == "mobilenet_v3_small":
+        cls = model.classifier
+        backbone = nn.Sequential(
+            model.features, model.avgpool, nn.Flatten(1), cls[0], cls[1], cls[2]
+        )
+        return backbone, cls[3]
+    raise ValueError(f"no backbone/head split for {arch}")  # pragma: no cover
+
+
+@torch.no_grad()
+def extract_features(
+    backbone: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    total: int,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    channels_last: bool = False,
+    progress: bool = True,
+    desc: str = "features",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the frozen backbone (eval mode) over ``batches``; returns (features, labels)."""
+    was_training = backbone.training
+    backbone.eval()
+    feats: torch.Tensor | None = None
+    labels = torch.empty(total, dtype=torch.int64)
+    pos = 0
+    bar = tqdm(total=total, desc=desc, unit="img", disable=not progress, leave=False)
+    try:
+        for images, targets in batches:
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast():
+                out = backbone(images)
+            out = out.float()
+            if feats is None:
+                per_image = out[0].numel() * 4
+                dtype = torch.float32 if per_image * total <= FP32_CACHE_LIMIT else torch.float16
+                feats = torch.empty((total, *out.shape[1:]), dtype=dtype)
+            n = out.shape[0]
+            feats[pos : pos + n] = out.to(feats.dtype)
+            labels[pos : pos + n] = targets
+            pos += n
+            bar.update(n)
+    finally:
+        bar.close()
+        backbone.train(was_training)
+    if feats is None or pos != total:
+        raise RuntimeError(f"feature extraction saw {pos} images, expected {total}")
+    return feats, labels
