@@ -174,3 +174,16 @@ def run_cli(
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def shared_sample_images(n: int) -> list[Path]:
+    """A few real Caltech-256 sample JPEGs when ../shared/data is present, else []."""
+    root = Path(
+        os.environ.get(
+            "CALTECH_EDGE_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"
+        )
+    )
+    sample = root / "caltech256-sample"
+    if not sample.is_dir():
+        return []
+    return sorted(sample.glob("*/*.jpg"))[:: max(1, 533 // n)][:n]
