@@ -11,7 +11,6 @@ slot, so the card goes into a sidecar ``PREFIX-symbol.card.json``.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -74,22 +73,4 @@ def onnx_to_mxnet(onnx_path: str | Path, dst: str | Path, *, card: ModelCard) ->
         os.replace(f"{tmp_prefix}-{EPOCH:04d}.params", params)
         os.replace(f"{tmp_prefix}-symbol.json", symbol)
     card.save(sidecar_path(symbol))
-    return symbol
-
-
-def copy_checkpoint(src_prefix: str | Path, dst: str | Path, *, card: ModelCard) -> Path:
-    """Gluon runs already hold symbol/params: copy them under ``dst`` with a card sidecar."""
-    src_prefix, prefix = Path(src_prefix), _prefix_for(dst)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    src_symbol = Path(f"{src_prefix}-symbol.json")
-    src_params = Path(f"{src_prefix}-{EPOCH:04d}.params")
-    for f in (src_symbol, src_params):
-        if not f.is_file():
-            raise ExportError(
-                f"{f}: missing; a gluon run needs model-symbol.json + model-0000.params"
-            )
-    symbol = Path(f"{prefix}-symbol.json")
-    shutil.copyfile(src_params, f"{prefix}-{EPOCH:04d}.params")
-    shutil.copyfile(src_symbol, symbol)
-    card.replace(format="mxnet", precision="fp32").save(sidecar_path(symbol))
     return symbol

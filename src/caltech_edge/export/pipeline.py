@@ -1,0 +1,297 @@
+"""``export(source, formats=..., out=...)``: every requested format, each verified.
+
+The source is a run directory (torch or gluon), a ``(checkpoint, arch, classes)`` triple
+for a model trained elsewhere, or a torch module with its card (e.g. a pruned model). The
+formats come from :data:`caltech_edge.export.formats.FORMATS`; a format made from another
+one (OpenVINO and MXNet from ONNX) pulls that one in. Layout::
+
+    OUT/
+      card.json                 the source card (with the checkpoint's sha256)
+      export.json               what was written + every verification report
+      onnx/model.onnx           (+ model.card.json)
+      mxnet/model-symbol.json   model-0000.params, model-symbol.card.json
+      openvino/model.xml        model.bin, model.card.json
+      openvino-fp16/model.xml   ...
+
+Verification runs the source once on a batch of the dataset's images and compares every
+artifact with it (:mod:`caltech_edge.export.verify`); ``export.json`` is written before a
+failure is raised, so the numbers are on disk either way.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write_json, sha256_file
+from ..card import ModelCard, read_class_names, sidecar_path
+from ..data.transforms import PreprocessSpec
+from ..errors import CheckpointError, ExportError, VerificationError
+from ..rundir import RunDir
+from .formats import DEFAULT_FORMATS, FORMATS, ExportFormat, parse_formats
+from .verify import DEFAULT_IMAGES, VerifyReport, load_images, resolve_source, verify_artifact
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    """What is being exported: a torch model or a gluon run, with its card."""
+
+    card: ModelCard
+    description: str
+    model: Any = None  # torch nn.Module (eval) for torch sources
+    gluon_run: Path | None = None  # run dir holding model-symbol.json/model-0000.params
+
+    @property
+    def framework(self) -> str:
+        return "gluon" if self.gluon_run is not None else "torch"
+
+    @property
+    def against(self) -> Any:
+        """What verification compares artifacts with."""
+        return self.model if self.model is not None else self.gluon_run
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out: Path
+    card: ModelCard
+    artifacts: dict[str, Path]
+    reports: dict[str, VerifyReport] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> Path:
+        return self.out / "export.json"
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.reports.values())
+
+
+# -- sources ----------------------------------------------------------------------------
+def load_checkpoint_source(
+    checkpoint: str | Path,
+    arch: str,
+    classes: str | Path | Sequence[str],
+    *,
+    image_size: int = 224,
+) -> ExportSource:
+    """A torchvision state dict trained elsewhere, its architecture and class names."""
+    from ..models.torchvision_zoo import create_model, load_state_dict_file
+
+    checkpoint = Path(checkpoint)
+    names = (
+        read_class_names(classes)
+        if isinstance(classes, (str, Path))
+        else tuple(str(c) for c in classes)
+    )
+    model = create_model(arch, len(names), weights=None)  # unknown arch -> did-you-mean
+    state = load_state_dict_file(checkpoint)  # missing/corrupt -> CheckpointError
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = str(exc).split("\n")
+        shown = "; ".join(line.strip() for line in detail[1:4] if line.strip())
+        raise CheckpointError(
+            f"{checkpoint}: does not fit {arch} with {len(names)} classes ({shown}). Check "
+            "--arch and that the classes file lists one name per output of the checkpoint."
+        ) from None
+    card = ModelCard(
+        arch=arch,
+        class_names=names,
+        preprocess=PreprocessSpec(image_size=image_size),
+        framework="torch",
+        format="checkpoint",
+        source_sha256=sha256_file(checkpoint),
+    )
+    return ExportSource(card=card, description=f"checkpoint {checkpoint}", model=model.eval())
+
+
+def load_run_source(run: str | Path | RunDir) -> ExportSource:
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    if not run.card.is_file():
+        raise ExportError(
+            f"{run.root}: not a caltech-edge run directory (no card.json); for a model trained "
+            "elsewhere use --checkpoint FILE --arch ARCH --classes FILE"
+        )
+    card = run.load_card()
+    if card.framework == "gluon":
+        if not (run.symbol.is_file() and run.params.is_file()):
+            raise CheckpointError(f"{run.root}: gluon run without model-symbol.json/-0000.params")
+        card = card.replace(source_sha256=card.source_sha256 or sha256_file(run.params))
+        return ExportSource(card=card, description=f"gluon run {run.root}", gluon_run=run.root)
+    from ..rundir import load_torch_model
+
+    model, card = load_torch_model(run)
+    card = card.replace(source_sha256=sha256_file(run.weights))
+    return ExportSource(card=card, description=f"torch run {run.root}", model=model)
+
+
+def resolve_export_source(source: Any, *, card: ModelCard | None = None) -> ExportSource:
+    if isinstance(source, ExportSource):
+        return source
+    if isinstance(source, tuple) and len(source) == 3:
+        return load_checkpoint_source(*source)
+    if hasattr(source, "parameters") and callable(source):
+        if card is None:
+            raise ExportError("exporting a torch module needs card= (arch, classes, preprocessing)")
+        return ExportSource(card=card, description=f"torch {card.arch}", model=source.eval())
+    return load_run_source(source)
+
+
+# -- producing --------------------------------------------------------------------------
+def with_dependencies(formats: Sequence[ExportFormat]) -> tuple[ExportFormat, ...]:
+    """Add the rows the requested ones are made from (ONNX for OpenVINO/MXNet, ...)."""
+    names = {f.name for f in formats}
+    stack = list(formats)
+    while stack:
+        made_from = stack.pop().made_from
+        if made_from != "model" and made_from not in names:
+            names.add(made_from)
+            stack.append(FORMATS[made_from])
+    return tuple(f for f in FORMATS.values() if f.name in names)
+
+
+def _produce(
+    fmt: ExportFormat,
+    src: ExportSource,
+    dst: Path,
+    artifacts: dict[str, Path],
+    *,
+    opset: int,
+    dynamic_batch: bool,
+    data: str | Path | None,
+) -> Path:
+    card = src.card
+    if fmt.name == "onnx":
+        if src.framework == "gluon":
+            from .gluon import gluon_to_onnx
+
+            return gluon_to_onnx(
+                src.gluon_run, dst, card=card, opset=opset, dynamic_batch=dynamic_batch
+            )
+        from .onnx import check_opset
+
+        check_opset(opset)
+        return fmt.load_producer()(
+            src.model, card, dst, opset=opset, dynamic_batch=dynamic_batch, **fmt.options
+        )
+    if fmt.name == "mxnet" and src.framework == "gluon":
+        from .gluon import export_run_symbol
+
+        return export_run_symbol(src.gluon_run, dst.parent)[0]  # the run's own symbol/params
+    options = dict(fmt.options)
+    if fmt.needs_calibration:
+        if data is None:
+            raise ExportError(
+                f"format {fmt.name!r} needs calibration images: pass --data ROOT (the training "
+                "dataset), or use caltech-edge quantize"
+            )
+        from ..data.calibration import CalibrationReader
+
+        options["calibration"] = CalibrationReader.from_dataset(
+            data, spec=card.preprocess, batch_size=1
+        )
+    producer = fmt.load_producer()
+    return Path(producer(artifacts[fmt.made_from], dst, card=card, **options))
+
+
+def export(
+    source: Any,
+    *,
+    formats: str | Sequence[str] = DEFAULT_FORMATS,
+    out: str | Path,
+    opset: int = 13,
+    dynamic_batch: bool = False,
+    verify: bool = True,
+    data: str | Path | None = None,
+    card: ModelCard | None = None,
+    verify_images: int | None = DEFAULT_IMAGES,
+) -> ExportResult:
+    """Export ``source`` to ``formats`` under ``out``, verify each artifact, write export.json.
+
+    ``data``: the dataset the model is for (verification images; calibration for INT8
+    rows). Raises :class:`VerificationError` (after writing export.json) when an
+    artifact does not match its source within its precision's tolerance.
+    """
+    from .onnx import check_opset
+
+    rows = with_dependencies(parse_formats(formats))
+    opset = check_opset(opset)
+    src = resolve_export_source(source, card=card)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    src.card.save(out / "card.json")
+    artifacts: dict[str, Path] = {}
+    for fmt in rows:
+        dst = out / fmt.name / fmt.artifact
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        log.info("exporting %s -> %s", fmt.name, dst)
+        path = _produce(
+            fmt, src, dst, artifacts, opset=opset, dynamic_batch=dynamic_batch, data=data
+        )
+        artifacts[fmt.name] = path
+        if not sidecar_path(path).is_file():  # ONNX carries its card inside; a copy beside it
+            from ..runtime.backends import open_runtime
+
+            open_runtime(path, backend=fmt.backend).card.save(sidecar_path(path))
+    reports: dict[str, VerifyReport] = {}
+    images_source = None
+    if verify:
+        images = load_images(src.card, data=data, limit=verify_images)
+        images_source = images.source
+        predict, _, _ = resolve_source(src.against, card=src.card)
+        reference = predict(images.batch)
+        for name, path in artifacts.items():
+            reports[name] = verify_artifact(
+                path,
+                against=src.against,
+                images=images,
+                reference=reference,
+                backend=FORMATS[name].backend,
+                check=False,
+            )
+    result = ExportResult(out=out, card=src.card, artifacts=artifacts, reports=reports)
+    _write_summary(result, src, opset=opset, dynamic_batch=dynamic_batch, data=images_source)
+    failed = [r for r in reports.values() if not r.passed]
+    if failed:
+        raise VerificationError(
+            "verification failed (details in {}):\n  {}".format(
+                result.summary, "\n  ".join(r.summary() for r in failed)
+            )
+        )
+    return result
+
+
+def _write_summary(
+    result: ExportResult, src: ExportSource, *, opset: int, dynamic_batch: bool, data: str | None
+) -> Path:
+    formats = {}
+    for name, path in result.artifacts.items():
+        fmt = FORMATS[name]
+        formats[name] = {
+            "artifact": str(path.relative_to(result.out)),
+            "files": sorted(str(p.relative_to(result.out)) for p in path.parent.iterdir()),
+            "backend": fmt.backend,
+            "precision": fmt.precision,
+            "verification": result.reports[name].to_dict() if name in result.reports else None,
+        }
+    return atomic_write_json(
+        result.summary,
+        {
+            "source": src.description,
+            "framework": src.framework,
+            "source_sha256": src.card.source_sha256,
+            "opset": opset,
+            "dynamic_batch": dynamic_batch,
+            "verification_data": data,
+            "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
+            "card": src.card.to_dict(),
+            "formats": formats,
+        },
+    )
