@@ -25,7 +25,17 @@ log = logging.getLogger(__name__)
 
 PRESETS = ("performance", "mixed")
 _WEIGHTED = ("MatMul", "Convolution")
-_PASS = ("Add", "Multiply", "Relu", "ReduceMean", "Reshape", "Squeeze", "AvgPool", "Result", "Convert")
+_PASS = (
+    "Add",
+    "Multiply",
+    "Relu",
+    "ReduceMean",
+    "Reshape",
+    "Squeeze",
+    "AvgPool",
+    "Result",
+    "Convert",
+)
 
 
 def classifier_op(model) -> str:
