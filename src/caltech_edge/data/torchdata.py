@@ -115,10 +115,10 @@ def torch_eval_transform(spec: PreprocessSpec) -> Any:
     """
     from torchvision.transforms import InterpolationMode, v2
 
-    steps: list[Any] = [
-        v2.ToImage(),
+    steps: list[Any] = [  # resize and crop run on the PIL image (Pillow's resampler), as stock
         v2.Resize(spec.resize_size, interpolation=InterpolationMode.BILINEAR, antialias=True),
         v2.CenterCrop(spec.image_size),
+        v2.ToImage(),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(mean=list(spec.mean), std=list(spec.std)),
     ]
