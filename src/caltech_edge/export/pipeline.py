@@ -92,15 +92,13 @@ def load_checkpoint_source(
     )
     model = create_model(arch, len(names), weights=None)  # unknown arch -> did-you-mean
     state = load_state_dict_file(checkpoint)  # missing/corrupt -> CheckpointError
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        detail = str(exc).split("\n")
-        shown = "; ".join(line.strip() for line in detail[1:4] if line.strip())
+    problems = _state_mismatch(model.state_dict(), state)
+    if problems:
         raise CheckpointError(
-            f"{checkpoint}: does not fit {arch} with {len(names)} classes ({shown}). Check "
+            f"{checkpoint}: does not fit {arch} with {len(names)} classes ({problems}). Check "
             "--arch and that the classes file lists one name per output of the checkpoint."
-        ) from None
+        )
+    model.load_state_dict(state, strict=True)
     card = ModelCard(
         arch=arch,
         class_names=names,
@@ -110,6 +108,23 @@ def load_checkpoint_source(
         source_sha256=sha256_file(checkpoint),
     )
     return ExportSource(card=card, description=f"checkpoint {checkpoint}", model=model.eval())
+
+
+def _state_mismatch(own: dict[str, Any], state: dict[str, Any]) -> str:
+    """A short description of how ``state`` differs from the model's own keys/shapes."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+        if items:
+            more = f" +{len(items) - 2} more" if len(items) > 2 else ""
+            parts.append(f"{len(items)} {label}: {', '.join(items[:2])}{more}")
+    return "; ".join(parts)
 
 
 def load_run_source(run: str | Path | RunDir) -> ExportSource:
