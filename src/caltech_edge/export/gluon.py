@@ -20,7 +20,7 @@ from typing import Any
 from .._io import atomic_write_bytes, sha256_file
 from ..card import METADATA_KEY, ModelCard, card_for, sidecar_path
 from ..errors import ExportError
-from ..frameworks._mxnet_compat import import_mxnet, import_mxnet_onnx
+from ..frameworks._mxnet_compat import fast_onnx_initializers, import_mxnet, import_mxnet_onnx
 from ..rundir import RunDir
 
 SUPPORTED_OPSETS = (12, 13)  # the opsets mxnet.onnx.mx2onnx has translations for
@@ -167,15 +167,16 @@ def _convert(symbol: Path, params: Path, card: ModelCard, opset: int, dynamic: b
     size = card.preprocess.image_size
     shape = (1, 3, size, size)
     try:
-        graph = MXNetGraph().create_onnx_graph_proto(
-            sym,
-            weights,
-            [shape],
-            [onnx.TensorProto.FLOAT],
-            opset_version=opset,
-            dynamic=dynamic,
-            dynamic_input_shapes=[(None, 3, size, size)] if dynamic else None,
-        )
+        with fast_onnx_initializers():
+            graph = MXNetGraph().create_onnx_graph_proto(
+                sym,
+                weights,
+                [shape],
+                [onnx.TensorProto.FLOAT],
+                opset_version=opset,
+                dynamic=dynamic,
+                dynamic_input_shapes=[(None, 3, size, size)] if dynamic else None,
+            )
     except Exception as exc:  # unsupported operator, shape error
         raise ExportError(f"{symbol}: MXNet -> ONNX conversion failed: {exc}") from exc
     # Weights are initializers; as graph inputs they would block constant folding.
