@@ -45,7 +45,13 @@ FORMATS = ("jpeg", "png", "bmp", "gif", "webp", "tiff")
 
 _TAIL = 4096  # bytes read from the end of a file to find the end marker
 
-_DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+# OpenCV >= 4.10 can have libjpeg write RGB directly (no extra pass); older ones give BGR,
+# which as_rgb converts. Both give the same pixels.
+_RGB_FLAG = getattr(cv2, "IMREAD_COLOR_RGB", None)
+_DECODE_FLAGS = (
+    cv2.IMREAD_COLOR if _RGB_FLAG is None else _RGB_FLAG
+) | cv2.IMREAD_IGNORE_ORIENTATION
+_DECODED_ORDER = "BGR" if _RGB_FLAG is None else "RGB"
 
 
 class ImageDecodeError(DatasetError):
@@ -198,15 +204,15 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int = MAX_PI
     fmt, reason = _check(io.BytesIO(data), len(data), max_pixels, name=Path(name).name)
     if reason:
         raise ImageDecodeError(name, reason)
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _DECODE_FLAGS)
-    if bgr is None or bgr.size == 0:
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _DECODE_FLAGS)
+    if img is None or img.size == 0:
         raise ImageDecodeError(name, f"corrupt {fmt.upper() if fmt else 'image'} (decoder failed)")
-    reason = _size_reason(bgr.shape[1], bgr.shape[0], max_pixels)
+    reason = _size_reason(img.shape[1], img.shape[0], max_pixels)
     if reason:
         raise ImageDecodeError(name, reason)
-    if bgr.dtype != np.uint8:  # 16-bit PNG/TIFF
-        bgr = cv2.convertScaleAbs(bgr, alpha=255.0 / 65535.0)
-    return as_rgb(bgr, "BGR")
+    if img.dtype != np.uint8:  # 16-bit PNG/TIFF
+        img = cv2.convertScaleAbs(img, alpha=255.0 / 65535.0)
+    return as_rgb(img, _DECODED_ORDER)
 
 
 def load_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) -> np.ndarray:

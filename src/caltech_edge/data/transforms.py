@@ -156,8 +156,24 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
     return image[top : top + size, left : left + size]
 
 
+_HAS_BLOB = hasattr(cv2, "dnn") and hasattr(cv2.dnn, "blobFromImageWithParams")
+
+
+def _normalize_blob(crop_rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """OpenCV >= 4.8's fused convert/subtract/scale/HWC->CHW (about 2x the numpy path)."""
+    params = cv2.dnn.Image2BlobParams()
+    params.scalefactor = tuple(1.0 / (255.0 * s) for s in spec.std)
+    params.mean = tuple(255.0 * m for m in spec.mean)
+    params.size = (crop_rgb.shape[1], crop_rgb.shape[0])
+    params.ddepth = cv2.CV_32F
+    params.datalayout = cv2.dnn.DNN_LAYOUT_NCHW
+    return cv2.dnn.blobFromImageWithParams(crop_rgb, params)[0]
+
+
 def normalize(crop_rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """uint8 HxWx3 RGB -> float32 3xHxW in the model's channel order, in one fused pass."""
+    if _HAS_BLOB and spec.channel_order == "RGB" and crop_rgb.dtype == np.uint8:
+        return _normalize_blob(crop_rgb, spec)
     scale, bias = spec._scale_bias()
     if spec.channel_order == "BGR":
         crop_rgb = crop_rgb[..., ::-1]
