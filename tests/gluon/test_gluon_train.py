@@ -179,3 +179,19 @@ def test_sagemaker_hyperparameters_run_with_gluon(synthetic_root: Path, tmp_path
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
     assert metrics["history"][1]["lr"] == pytest.approx(0.025)  # stepped at epoch 1
     assert np.isfinite(metrics["history"][-1]["train_loss"])
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    # an improvement of 100 in loss is impossible, so every epoch after the first is "bad"
+    config = TrainConfig(
+        **BASE, epochs=5, strategy="head", cache_features=True,
+        early_stopping={"enabled": True, "patience": 1, "metric": "loss", "min_delta": 100.0},
+    )  # fmt: skip
+    run = train(config, data=synthetic_root, out=tmp_path / "es", progress=False)
+    metrics = json.loads(run.metrics.read_text())
+    assert metrics["stopped_early"] is True
+    assert metrics["epochs_completed"] == 2 and len(metrics["history"]) == 2
+    assert metrics["best_epoch"] == 1
+    assert run.load_card().metrics["best_epoch"] == 1

@@ -201,7 +201,7 @@ def train(
         state["history"].append(record)
         if _improved(monitor, state["best_value"], config):
             state["best_value"], state["best_epoch"], state["bad_epochs"] = monitor, epoch + 1, 0
-            best = loop.snapshot(net) if val_idx else None
+            best = loop.snapshot(net)
         else:
             state["bad_epochs"] += 1
         es = config.early_stopping
@@ -213,7 +213,7 @@ def train(
             bar.set_postfix(epoch=epoch + 1, loss=f"{record['train_loss']:.3f}")
     if bar is not None:
         bar.close()
-    if best is not None:  # with a validation split, keep the best epoch's weights
+    if best is not None:  # keep the best epoch's weights (validation, else training metric)
         loop.restore(net, best)
     return _finish(run, net, ds, split, spec, config, arch, state, notes)
 
@@ -261,24 +261,36 @@ def _finish(run, net, ds, split, spec, config, arch, state, notes) -> RunDir:
         format="mxnet",
         source_sha256=sha256_file(run.params),
         dataset=ds.name,
-        metrics={k: test[k] for k in ("top1", "top5", "images")} if test else {},
+        metrics={
+            "top1": test and test["top1"],
+            "top5": test and test["top5"],
+            "test_images": test and test["images"],
+            "best_epoch": state["best_epoch"],
+        },
         extra={"strategy": config.strategy.value, "weights": str(config.weights)},
     )
     card.save(run.card)
+    history = state["history"]
+    selection = (
+        "best epoch chosen on validation"
+        if history and history[0].get("val_top1") is not None
+        else "no validation split: best epoch chosen on training metrics (set val_per_class)"
+    )
     metrics = {
         "framework": "gluon",
         "arch": arch,
-        "history": state["history"],
-        "epochs_run": state["epoch"],
+        "history": history,
+        "epochs_completed": state["epoch"],
         "best_epoch": state["best_epoch"],
+        "selection": selection,
         "stopped_early": state["stopped_early"],
-        "train_seconds": round(state["train_seconds"], 3),
+        "split_sizes": split.sizes,
+        "test": test,
+        "wall_seconds": round(state["train_seconds"], 3),
         "images_per_second": round(
             state["epoch"] * len(split.train) / max(state["train_seconds"], 1e-9), 1
         ),
-        "split": split.sizes,
         "notes": notes,
-        "test": test,
     }
     atomic_write_json(run.metrics, metrics)
     run.plots.mkdir(parents=True, exist_ok=True)
