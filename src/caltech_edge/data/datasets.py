@@ -131,7 +131,7 @@ class ImageDataset:
         try:
             return load_image(sample.path, max_pixels=self.max_pixels), sample.label
         except ImageDecodeError as exc:
-            self._record_failure(sample.path, exc.reason)
+            self.record_failure(sample.path, exc.reason)
         return self._substitute(index), sample.label
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
@@ -178,14 +178,15 @@ class ImageDataset:
             lines += [f"  {s.path}: {s.reason}" for s in self.skipped]
         return "\n".join(lines)
 
-    # -- internals ---------------------------------------------------------------------
-    def _record_failure(self, path: Path, reason: str) -> None:
+    def record_failure(self, path: Path, reason: str) -> None:
+        """Note a file that failed a full decode: added to ``skipped``, logged once."""
         if path in self._failed:
             return
         self._failed.add(path)
         self.skipped.append(Skipped(path, reason))
         log.warning("%s: %s; using another image of the same class instead", path, reason)
 
+    # -- internals ---------------------------------------------------------------------
     def _substitute(self, index: int) -> np.ndarray:
         label = self.samples[index].label
         members = self.indices_by_class()[label]
@@ -197,7 +198,7 @@ class ImageDataset:
             try:
                 return load_image(path, max_pixels=self.max_pixels)
             except ImageDecodeError as exc:
-                self._record_failure(path, exc.reason)
+                self.record_failure(path, exc.reason)
         raise DatasetError(
             f"{self.root}: no image of class {self.classes[label]!r} can be decoded; "
             f"run `caltech-edge data check {self.root}` to see why"

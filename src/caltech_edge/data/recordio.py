@@ -242,7 +242,7 @@ def write_rec(
             try:
                 rgb = load_image(path, max_pixels=dataset.max_pixels)
             except ImageDecodeError as exc:
-                dataset._record_failure(path, exc.reason)
+                dataset.record_failure(path, exc.reason)
                 continue
             image = encode_jpeg(rgb, resize=resize, crop=center_crop, quality=quality)
             writer.write(entry.index, RecordHeader(0, entry.label, entry.index, 0), image)

@@ -29,7 +29,7 @@ def check_dataset(
             try:
                 load_image(sample.path, max_pixels=dataset.max_pixels)
             except ImageDecodeError as exc:
-                dataset._record_failure(sample.path, exc.reason)
+                dataset.record_failure(sample.path, exc.reason)
     failed = {str(p) for p in dataset._failed}
     per_class = {name: 0 for name in dataset.classes}
     for sample in dataset.samples:
