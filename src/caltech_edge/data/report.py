@@ -21,7 +21,6 @@ def check_dataset(
 
     With ``decode``, files that fail a full decode are moved to ``dataset.skipped`` too.
     """
-    failed: set[str] = set()
     if decode:
         from tqdm import tqdm
 
