@@ -129,6 +129,53 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
     return {k.split(":", 1)[1] if k[:4] in ("arg:", "aux:") else k: v for k, v in loaded.items()}
 
 
+# torchvision networks whose layers are the Gluon zoo's, in the same order with the same
+# meaning. Not the ResNet-50+ bottlenecks: Gluon v1 strides the first 1x1 convolution,
+# torchvision (v1.5) the 3x3, so equal shapes would silently compute something else.
+TORCHVISION_COMPATIBLE = {"squeezenet1.1", "resnet18_v1", "resnet34_v1"}
+
+
+def torchvision_state_to_gluon(net: Any, path: str | Path, *, arch: str) -> dict[str, Any]:
+    """A torchvision state dict (``.pth``) as ``{structural gluon name: NDArray}``.
+
+    Tensors are matched by position (BatchNorm weight/bias/mean/var = gamma/beta/mean/var,
+    ``num_batches_tracked`` dropped) and every shape is checked; the head may differ in
+    size. This is how the real ImageNet SqueezeNet features in ``../shared/data`` reach
+    the Gluon path.
+    """
+    arch = gluon_arch(arch)
+    if arch not in TORCHVISION_COMPATIBLE:
+        raise CheckpointError(
+            f"{path}: a torchvision checkpoint can only initialise Gluon "
+            f"{', '.join(sorted(TORCHVISION_COMPATIBLE))} (layer-for-layer identical); "
+            f"{arch} differs from its torchvision namesake. Pass Gluon .params instead."
+        )
+    from ..models.torchvision_zoo import load_state_dict_file
+
+    mx = import_mxnet()
+    tensors = [
+        (k, v)
+        for k, v in load_state_dict_file(path).items()
+        if not k.endswith("num_batches_tracked")
+    ]
+    own = list(net._collect_params_with_prefix().items())
+    if len(tensors) != len(own):
+        raise CheckpointError(
+            f"{path}: {len(tensors)} tensors, but Gluon {arch} has {len(own)} parameters; "
+            "is it a torchvision model of this architecture?"
+        )
+    head_ids = {id(p) for p in net.output.collect_params().values()}
+    out = {}
+    for (tname, tensor), (gname, param) in zip(tensors, own):
+        if tuple(tensor.shape) != tuple(param.shape) and id(param) not in head_ids:
+            raise CheckpointError(
+                f"{path}: {tname} {tuple(tensor.shape)} does not fit Gluon {gname} "
+                f"{tuple(param.shape)}; the file is for another architecture"
+            )
+        out[gname] = mx.nd.array(tensor.float().numpy())
+    return out
+
+
 def _own_params(net: Any, structural: bool) -> dict[str, Any]:
     if structural:
         return dict(net._collect_params_with_prefix())
@@ -213,7 +260,12 @@ def create_gluon_model(
     net.initialize(mx.init.Xavier(), ctx=mx.cpu())
     materialize(net, min(int(image_size), 64))
     if path is not None:
-        load_weights(net, load_params_file(path), arch=arch, source=str(path))
+        state = (
+            torchvision_state_to_gluon(net, path, arch=arch)
+            if path.suffix in (".pth", ".pt")
+            else load_params_file(path)
+        )
+        load_weights(net, state, arch=arch, source=str(path))
     return net
 
 
