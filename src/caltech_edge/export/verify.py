@@ -270,6 +270,11 @@ def verify_artifact(
             f"{artifact}: its classes ({rt.card.num_classes}) differ from the source's "
             f"({source_card.num_classes}); verify against the model it was exported from"
         )
+    if source_card.input_shape != rt.card.input_shape:
+        raise VerificationError(
+            f"{artifact}: its input shape {rt.card.input_shape} differs from the source's "
+            f"{source_card.input_shape}; verify against the model it was exported from"
+        )
     if images is None:
         images = load_images(rt.card, data=data, limit=limit)
     elif not isinstance(images, VerifyImages):
