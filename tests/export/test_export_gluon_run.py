@@ -1,0 +1,50 @@
+"""A Gluon run exports through the same pipeline: its own symbol/params ARE the MXNet
+format, ONNX comes from C's gluon_to_onnx, IR from that ONNX; all verified against the
+run's symbol/params executed by the MXNet backend."""
+
+from __future__ import annotations
+
+import filecmp
+
+import pytest
+
+from caltech_edge.card import ModelCard
+from caltech_edge.data.transforms import PreprocessSpec
+from caltech_edge.export import export
+from caltech_edge.runtime.backends import open_runtime
+from conftest import CLASSES
+
+mx = pytest.importorskip("mxnet")
+
+
+def test_gluon_run_exports_to_every_format(tmp_path, synthetic_root) -> None:
+    from caltech_edge.export.gluon import export_symbol
+    from caltech_edge.frameworks.gluon_models import create_gluon_model
+
+    mx.random.seed(0)
+    run = tmp_path / "run"
+    net = create_gluon_model("resnet18_v1", len(CLASSES), weights=None, image_size=32)
+    export_symbol(net, run / "model", image_size=32)
+    ModelCard(
+        arch="resnet18_v1",
+        class_names=CLASSES,
+        preprocess=PreprocessSpec(image_size=32),
+        framework="gluon",
+    ).save(run / "card.json")
+
+    result = export(
+        run,
+        formats="onnx,mxnet,openvino,openvino-fp16",
+        out=tmp_path / "out",
+        data=synthetic_root,
+        verify_images=8,
+    )
+    assert all(r.passed for r in result.reports.values()), [
+        r.summary() for r in result.reports.values()
+    ]
+    assert all(r.against.startswith("gluon run") for r in result.reports.values())
+    params = result.artifacts["mxnet"].with_name("model-0000.params")
+    assert filecmp.cmp(params, run / "model-0000.params", shallow=False)
+    for name in ("onnx", "mxnet", "openvino"):
+        card = open_runtime(result.artifacts[name]).card
+        assert card.framework == "gluon" and card.class_names == CLASSES
