@@ -184,6 +184,7 @@ class TrainConfig:
     deterministic: bool = True  # torch.use_deterministic_algorithms(warn_only)
     train_per_class: int = 30
     val_per_class: int = 0
+    test_per_class: int | None = None  # cap on test images per class (None = all the rest)
     split_file: str | None = None  # a split.json (Split.save) to reuse instead of make_split
     drop_clutter: bool = False  # Caltech-256: leave out 257.clutter
     early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
@@ -256,6 +257,10 @@ class TrainConfig:
         need(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         need(self.train_per_class >= 0, "train_per_class must be >= 0")
         need(self.val_per_class >= 0, "val_per_class must be >= 0")
+        need(
+            self.test_per_class is None or self.test_per_class >= 1,
+            "test_per_class must be >= 1 (or unset for all the rest)",
+        )
         need(self.top_k >= 1, f"top_k must be >= 1, got {self.top_k}")
         need(self.num_workers >= 0, "num_workers must be >= 0")
         need(self.checkpoint_frequency >= 0, "checkpoint_frequency must be >= 0")

@@ -372,7 +372,7 @@ def _write_plots(run: RunDir, state: FitState, test, class_names) -> None:
 
 
 def evaluate(run: RunDir | str | Path, *, data: str | Path, split: str = "test") -> dict[str, Any]:
-    from ..train.evaluate import evaluate_torch_run
+    from ..train.evaluation import evaluate_torch_run
 
     run = run if isinstance(run, RunDir) else RunDir(run)
     return evaluate_torch_run(run, data=data, split=split)

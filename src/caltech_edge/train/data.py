@@ -37,6 +37,7 @@ def resolve_split(
         dataset,
         train_per_class=config.train_per_class,
         val_per_class=config.val_per_class,
+        test_per_class=config.test_per_class,
         seed=config.seed,
     )
 

@@ -8,6 +8,7 @@ kept as tensors and read once per epoch.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,7 +40,8 @@ class FitState:
     stopped_early: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """Plain Python values only (checkpoints load with ``weights_only=True``)."""
+        return json.loads(json.dumps(self.__dict__, default=float))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FitState:
@@ -105,12 +107,12 @@ def train_one_epoch(
     )
     images = int(totals[2])
     return {
-        "train_loss": totals[0] / max(images, 1),
-        "train_top1": totals[1] / max(images, 1),
+        "train_loss": float(totals[0]) / max(images, 1),
+        "train_top1": float(totals[1]) / max(images, 1),
         "train_images": images,
-        "lr": lr,
-        "seconds": seconds,
-        "images_per_s": images / max(seconds, 1e-9),
+        "lr": float(lr),
+        "seconds": float(seconds),
+        "images_per_s": images / max(float(seconds), 1e-9),
     }
 
 
