@@ -124,7 +124,7 @@ def test_roundtrip_and_files(tmp_path):
     assert TrainConfig.from_file(wrapped).arch == "resnet18"
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(ConfigError, match="bad.json"):
+    with pytest.raises(ConfigError, match=r"bad\.json"):
         TrainConfig.from_file(bad)
     mixed = tmp_path / "mixed.json"
     mixed.write_text(json.dumps({"arch": "resnet18", "epochz": 3}))
