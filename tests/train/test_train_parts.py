@@ -70,7 +70,9 @@ def test_accumulator_counts():
     assert other.result(["a", "b", "c"]) == res
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "squeezenet1_1", "mobilenet_v2", "mobilenet_v3_small"])
+@pytest.mark.parametrize(
+    "arch", ["resnet18", "squeezenet1_1", "mobilenet_v2", "mobilenet_v3_small"]
+)
 def test_backbone_then_head_is_the_model(arch):
     torch.manual_seed(0)
     model = create_model(arch, 5, weights=None).eval()

@@ -95,7 +95,9 @@ def test_injected_model_keeps_card_extra(synthetic_root, tmp_path):
         batch_size=8,
         train_per_class=4,
     )
-    run = train(cfg, data=synthetic_root, out=tmp_path / "ft", model=model, card=card, progress=False)
+    run = train(
+        cfg, data=synthetic_root, out=tmp_path / "ft", model=model, card=card, progress=False
+    )
     saved = ModelCard.load(run.card)
     assert saved.extra["pruned"] is True and saved.extra["strategy"] == "last_k"
     state = torch.load(run.weights, weights_only=True)
