@@ -154,3 +154,34 @@ def test_resnet50_small_input(tmp_path, synthetic_root) -> None:
     )
     assert set(result.reports) == {"onnx", "mxnet", "openvino"}
     assert all(r.passed and r.top1_agreement == 1.0 for r in result.reports.values())
+
+
+def test_int8_rows_run_the_compression_producers(tmp_path, synthetic_root) -> None:
+    pytest.importorskip("nncf")
+    run = make_run(tmp_path / "run", "squeezenet1_1", size=32)
+    with pytest.warns(UserWarning):  # 64 images are too few for calibration, and it says so
+        result = export(
+            run,
+            formats="onnx-int8,openvino-int8",
+            out=tmp_path / "out",
+            data=synthetic_root,
+            verify_images=16,
+        )
+    for name in ("onnx-int8", "openvino-int8"):
+        report = result.reports[name]
+        assert report.passed and report.precision == "int8"
+        assert open_runtime(result.artifacts[name]).card.precision == "int8"
+
+
+def test_mxnet_flavoured_onnx_lists_initializers_as_inputs(resnet_export, tmp_path) -> None:
+    import onnx
+
+    from caltech_edge.export.onnx import export_onnx
+
+    result, source = resnet_export
+    plain = onnx.load(str(result.artifacts["onnx"]))
+    assert [i.name for i in plain.graph.input] == ["data"]
+    path = export_onnx(source.model, source.card, tmp_path / "mx.onnx", for_mxnet=True)
+    flavoured = onnx.load(str(path))
+    inputs = {i.name for i in flavoured.graph.input}
+    assert "data" in inputs and {t.name for t in flavoured.graph.initializer} <= inputs
