@@ -19,10 +19,10 @@ def test_head_only_on_real_features_beats_chance(sample_root, squeezenet_weights
         strategy="head",
         cache_features=True,
         image_size=128,
-        epochs=8,
+        epochs=15,
         batch_size=16,
         optimizer="adam",
-        learning_rate=1e-3,
+        learning_rate=2e-3,
         weight_decay=0.0,
         train_per_class=8,
         test_per_class=16,
@@ -33,4 +33,4 @@ def test_head_only_on_real_features_beats_chance(sample_root, squeezenet_weights
     test = metrics["test"]
     assert test["images"] == 5 * 16
     # chance is 0.2; frozen ImageNet features separate these classes easily
-    assert test["top1"] >= 0.7, test["top1"]
+    assert test["top1"] >= 0.75, test["top1"]  # measured 0.90
