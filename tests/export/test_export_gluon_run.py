@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import filecmp
 
+import numpy as np
 import pytest
 
 from caltech_edge.card import ModelCard
@@ -48,3 +49,30 @@ def test_gluon_run_exports_to_every_format(tmp_path, synthetic_root) -> None:
     for name in ("onnx", "mxnet", "openvino"):
         card = open_runtime(result.artifacts[name]).card
         assert card.framework == "gluon" and card.class_names == CLASSES
+
+
+def test_gluon_params_checkpoint_from_the_cli(tmp_path, synthetic_root, capsys) -> None:
+    from caltech_edge.cli import main
+    from caltech_edge.frameworks.gluon_models import create_gluon_model
+
+    mx.random.seed(1)
+    net = create_gluon_model("squeezenet1.1", len(CLASSES), weights=None, image_size=32)
+    params = tmp_path / "trained.params"
+    net.save_parameters(str(params))
+    classes = tmp_path / "classes.txt"
+    classes.write_text("\n".join(CLASSES) + "\n")
+    out = tmp_path / "out"
+    argv = ["export", "--checkpoint", str(params), "--arch", "squeezenet1_1", "--classes"]
+    argv += [str(classes), "--image-size", "32", "--to", "mxnet,openvino", "--out", str(out)]
+    assert main([*argv, "--data", str(synthetic_root), "--images", "8"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("PASS") == 3 and "vs gluon run" in printed
+    expected = net(mx.nd.array(np.zeros((1, 3, 32, 32), np.float32))).asnumpy()
+    got = open_runtime(out / "mxnet" / "model-symbol.json").infer(
+        np.zeros((1, 3, 32, 32), np.float32)
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+    classes.write_text("a\nb\n")  # two names for a four-way head
+    assert main([*argv[:-1], str(tmp_path / "o2")]) == 2
+    assert "does not fit 2 classes" in capsys.readouterr().err

@@ -32,7 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, help="dataset root for verification (and INT8 calibration)")
     p.add_argument("--images", type=int, default=48, help="verification images (0 = all)")
     p.add_argument("--no-verify", action="store_true", help="skip verification (not advised)")
-    p.add_argument("--checkpoint", type=Path, help="a torchvision state dict trained elsewhere")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="weights trained elsewhere: a torchvision state dict, or Gluon .params",
+    )
     p.add_argument("--arch", help="architecture of --checkpoint (e.g. squeezenet1_1, resnet18)")
     p.add_argument("--classes", type=Path, help="class names of --checkpoint, one per line")
     p.add_argument("--image-size", type=int, default=224, help="input size of --checkpoint")
@@ -70,7 +74,8 @@ def _source(args: argparse.Namespace) -> object:
         raise ConfigError("--checkpoint needs --arch (e.g. squeezenet1_1) and --classes FILE")
     from ..export.pipeline import load_checkpoint_source
 
-    return load_checkpoint_source(*triple, image_size=args.image_size)
+    workdir = args.out / "source" if args.checkpoint.suffix == ".params" else None
+    return load_checkpoint_source(*triple, image_size=args.image_size, workdir=workdir)
 
 
 def _export(args: argparse.Namespace) -> int:

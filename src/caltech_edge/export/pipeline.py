@@ -80,8 +80,14 @@ def load_checkpoint_source(
     classes: str | Path | Sequence[str],
     *,
     image_size: int = 224,
+    workdir: str | Path | None = None,
 ) -> ExportSource:
-    """A torchvision state dict trained elsewhere, its architecture and class names."""
+    """A model trained elsewhere: a torchvision state dict, or Gluon ``.params``.
+
+    ``classes``: a file (one name per line, or ``index<TAB>name``) or a list. A ``.params``
+    file is rebuilt as a Gluon ``arch`` and exported to symbol/params in ``workdir``
+    (default: a new temporary folder), which then exports like a gluon run.
+    """
     from ..models.torchvision_zoo import create_model, load_state_dict_file
 
     checkpoint = Path(checkpoint)
@@ -90,6 +96,8 @@ def load_checkpoint_source(
         if isinstance(classes, (str, Path))
         else tuple(str(c) for c in classes)
     )
+    if checkpoint.suffix == ".params":
+        return _gluon_checkpoint_source(checkpoint, arch, names, image_size, workdir)
     model = create_model(arch, len(names), weights=None)  # unknown arch -> did-you-mean
     state = load_state_dict_file(checkpoint)  # missing/corrupt -> CheckpointError
     problems = _state_mismatch(model.state_dict(), state)
@@ -108,6 +116,42 @@ def load_checkpoint_source(
         source_sha256=sha256_file(checkpoint),
     )
     return ExportSource(card=card, description=f"checkpoint {checkpoint}", model=model.eval())
+
+
+def _gluon_checkpoint_source(
+    checkpoint: Path, arch: str, names: tuple[str, ...], image_size: int, workdir: Any
+) -> ExportSource:
+    import tempfile
+
+    from ..frameworks.gluon_models import (
+        create_gluon_model,
+        gluon_arch,
+        load_params_file,
+        load_weights,
+    )
+    from .gluon import export_symbol
+
+    arch = gluon_arch(arch)  # unknown -> did-you-mean over Gluon and torchvision spellings
+    state = load_params_file(checkpoint)  # missing/corrupt -> CheckpointError
+    net = create_gluon_model(arch, len(names), weights=None, image_size=image_size)
+    skipped = load_weights(net, state, arch=arch, source=str(checkpoint))
+    if skipped:
+        raise CheckpointError(
+            f"{checkpoint}: its classifier ({', '.join(skipped)}) does not fit {len(names)} "
+            "classes; the classes file must list one name per output of the checkpoint"
+        )
+    run = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="ce-gluon-"))
+    export_symbol(net, run / "model", image_size=image_size)
+    card = ModelCard(
+        arch=arch,
+        class_names=names,
+        preprocess=PreprocessSpec(image_size=image_size),
+        framework="gluon",
+        format="mxnet",
+        source_sha256=sha256_file(checkpoint),
+    )
+    card.save(run / "card.json")
+    return ExportSource(card=card, description=f"gluon checkpoint {checkpoint}", gluon_run=run)
 
 
 def _state_mismatch(own: dict[str, Any], state: dict[str, Any]) -> str:
