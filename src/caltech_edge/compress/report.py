@@ -10,9 +10,6 @@ inference on this CPU; :func:`write_report` writes ``report.md``, ``report.json`
 from __future__ import annotations
 
 import logging
-import platform
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,14 +55,9 @@ def median_latency_ms(
     predict: Predict, sample: np.ndarray, *, repeats: int = 30, warmup: int = 5
 ) -> float:
     """Median wall time of ``predict(sample)`` in milliseconds (batch as given)."""
-    for _ in range(warmup):
-        predict(sample)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        predict(sample)
-        times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
+    from .._bench import time_ms
+
+    return time_ms(lambda: predict(sample), warmup=warmup, iters=repeats).median_ms
 
 
 def _predictor(variant: Variant, threads: int | None) -> tuple[Predict, str]:
@@ -121,17 +113,6 @@ def measure_variants(
         log.info("%s: top-1 %.4f, %.2f ms", variant.name, top1, latency)
         rows.append(row)
     return rows
-
-
-def machine_info() -> dict[str, Any]:
-    import os
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-    }
 
 
 def _fmt(value: Any, kind: str) -> str:
@@ -215,6 +196,8 @@ def write_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     md = atomic_write_text(out / "report.md", to_markdown(rows, title=title))
+    from .._bench import machine_info
+
     js = atomic_write_json(
         out / "report.json",
         {"title": title, "machine": machine_info(), **(info or {}), "rows": list(rows)},
