@@ -41,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", type=Path, help="class names of --checkpoint, one per line")
     p.add_argument("--image-size", type=int, default=224, help="input size of --checkpoint")
     p.add_argument("--json", action="store_true", help="print the export summary as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_export)
 
     p = subparsers.add_parser(
@@ -94,6 +95,7 @@ def _export(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         data=args.data,
         verify_images=args.images or None,
+        progress=not args.no_progress,
     )
     if args.json:
         import json

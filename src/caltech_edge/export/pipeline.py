@@ -271,13 +271,17 @@ def export(
     data: str | Path | None = None,
     card: ModelCard | None = None,
     verify_images: int | None = DEFAULT_IMAGES,
+    progress: bool = True,
 ) -> ExportResult:
     """Export ``source`` to ``formats`` under ``out``, verify each artifact, write export.json.
 
     ``data``: the dataset the model is for (verification images; calibration for INT8
-    rows). Raises :class:`VerificationError` (after writing export.json) when an
-    artifact does not match its source within its precision's tolerance.
+    rows). ``progress``: a tqdm bar over the steps (stderr). Raises
+    :class:`VerificationError` (after writing export.json) when an artifact does not match
+    its source within its precision's tolerance.
     """
+    from tqdm.auto import tqdm
+
     from .onnx import check_opset
 
     rows = with_dependencies(parse_formats(formats))
@@ -287,7 +291,11 @@ def export(
     out.mkdir(parents=True, exist_ok=True)
     src.card.save(out / "card.json")
     artifacts: dict[str, Path] = {}
+    bar = tqdm(
+        total=len(rows) * (2 if verify else 1), desc="export", unit="step", disable=not progress
+    )
     for fmt in rows:
+        bar.set_postfix_str(fmt.name)
         dst = out / fmt.name / fmt.artifact
         dst.parent.mkdir(parents=True, exist_ok=True)
         log.info("exporting %s -> %s", fmt.name, dst)
@@ -295,6 +303,7 @@ def export(
             fmt, src, dst, artifacts, opset=opset, dynamic_batch=dynamic_batch, data=data
         )
         artifacts[fmt.name] = path
+        bar.update()
         if not sidecar_path(path).is_file():  # ONNX carries its card inside; a copy beside it
             from ..runtime.backends import open_runtime
 
@@ -305,8 +314,10 @@ def export(
         images = load_images(src.card, data=data, limit=verify_images)
         images_source = images.source
         predict, _, _ = resolve_source(src.against, card=src.card)
+        bar.set_postfix_str(f"source on {len(images.batch)} images")
         reference = predict(images.batch)
         for name, path in artifacts.items():
+            bar.set_postfix_str(f"verify {name}")
             reports[name] = verify_artifact(
                 path,
                 against=src.against,
@@ -315,6 +326,8 @@ def export(
                 backend=FORMATS[name].backend,
                 check=False,
             )
+            bar.update()
+    bar.close()
     result = ExportResult(out=out, card=src.card, artifacts=artifacts, reports=reports)
     _write_summary(result, src, opset=opset, dynamic_batch=dynamic_batch, data=images_source)
     failed = [r for r in reports.values() if not r.passed]
