@@ -59,3 +59,14 @@ def test_export_checkpoint_then_verify(tmp_path, synthetic_root, resnet_run, cap
     )
     assert code == 1  # another model: verification fails, with the numbers
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_help_lists_every_format(capsys) -> None:
+    import pytest
+
+    from caltech_edge.export.formats import FORMATS
+
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = capsys.readouterr().out
+    assert all(name in text for name in FORMATS)

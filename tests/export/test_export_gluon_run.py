@@ -18,16 +18,23 @@ from conftest import CLASSES
 mx = pytest.importorskip("mxnet")
 
 
-def test_gluon_run_exports_to_every_format(tmp_path, synthetic_root) -> None:
+@pytest.mark.parametrize(
+    "arch, formats",
+    [
+        ("resnet18_v1", "onnx,mxnet,openvino,openvino-fp16"),
+        ("resnet50_v1", "onnx,mxnet,openvino"),
+    ],
+)
+def test_gluon_run_exports_to_every_format(arch, formats, tmp_path, synthetic_root) -> None:
     from caltech_edge.export.gluon import export_symbol
     from caltech_edge.frameworks.gluon_models import create_gluon_model
 
     mx.random.seed(0)
     run = tmp_path / "run"
-    net = create_gluon_model("resnet18_v1", len(CLASSES), weights=None, image_size=32)
+    net = create_gluon_model(arch, len(CLASSES), weights=None, image_size=32)
     export_symbol(net, run / "model", image_size=32)
     ModelCard(
-        arch="resnet18_v1",
+        arch=arch,
         class_names=CLASSES,
         preprocess=PreprocessSpec(image_size=32),
         framework="gluon",
@@ -35,11 +42,12 @@ def test_gluon_run_exports_to_every_format(tmp_path, synthetic_root) -> None:
 
     result = export(
         run,
-        formats="onnx,mxnet,openvino,openvino-fp16",
+        formats=formats,
         out=tmp_path / "out",
         data=synthetic_root,
         verify_images=8,
     )
+    assert set(result.reports) == set(formats.split(","))
     assert all(r.passed for r in result.reports.values()), [
         r.summary() for r in result.reports.values()
     ]
