@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from pathlib import Path
 
 from ._common import print_json
@@ -119,11 +121,16 @@ def _quantize(args: argparse.Namespace) -> int:
     )
     options = {"method": args.method, "exclude_classifier": args.exclude_classifier}
     if args.max_drop is not None:
-        options["max_drop"] = args.max_drop
-        options["validation"] = validation_batches(
-            args.calib_data, spec=card.preprocess, split=args.split, avoid=calib.indices
+        options["max_drop"] = args.max_drop  # quantize() refuses it for onnxruntime
+        if args.backend == "openvino":
+            options["validation"] = validation_batches(
+                args.calib_data, spec=card.preprocess, split=args.split, avoid=calib.indices
+            )
+    # NNCF draws progress bars on stdout; keep stdout for the one JSON document.
+    with contextlib.redirect_stdout(sys.stderr):
+        out = quantize(
+            src, out=args.out, backend=args.backend, calibration=calib, card=card, **options
         )
-    out = quantize(src, out=args.out, backend=args.backend, calibration=calib, card=card, **options)
     result = {
         "artifact": out,
         "source": src,
