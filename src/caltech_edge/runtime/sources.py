@@ -108,19 +108,27 @@ class ReadSource(FrameSource):
         self.max_reconnects = max_reconnects
         self._sleep = sleep
         self.backoffs = []  # type: List[float]  # waits actually made, for logs and tests
+        self._attempts = 0
 
     def _reopen(self, first: bool) -> Optional[ReadFn]:
-        delay, attempts = 0.5, 0
+        """Open (again); a reopen counts against ``max_reconnects`` until a good frame arrives."""
+        delay = 0.5
         while True:
+            if not first:
+                self._attempts += 1
+                if self.max_reconnects is not None and self._attempts > self.max_reconnects:
+                    log.error(
+                        "%s: gave up after %d reconnects without a frame",
+                        self.name,
+                        self._attempts - 1,
+                    )
+                    return None
             read = self._opener()
             if read is not None:
                 return read
-            if not self.live and first:
+            if first and not self.live:
                 raise ConfigError("{}: cannot open this video source".format(self.name))
-            attempts += 1
-            if self.max_reconnects is not None and attempts > self.max_reconnects:
-                log.error("%s: gave up after %d reconnect attempts", self.name, attempts - 1)
-                return None
+            first = False
             log.warning("%s: unavailable, retrying in %.1f s", self.name, delay)
             self.backoffs.append(delay)
             self._sleep(delay)
@@ -133,6 +141,7 @@ class ReadSource(FrameSource):
             ok, frame = read()
             if ok:
                 failures = 0
+                self._attempts = 0
                 yield frame  # the base class checks it (None, empty, dtype, shape)
                 continue
             if not self.live:
