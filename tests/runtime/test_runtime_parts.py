@@ -235,3 +235,35 @@ def test_payload_schema_matches_docs_and_jsonschema():
         if broken.get("seq") is not True:
             with pytest.raises(jsonschema.ValidationError):
                 jsonschema.validate(broken, PAYLOAD_SCHEMA)
+
+
+# -- pipelined loop and fused preprocessing -----------------------------------------------
+def test_prefetch_loop_gives_the_same_results(edge_artifacts, video):
+    from caltech_edge.runtime import load_model, run
+
+    model = load_model(edge_artifacts["onnxruntime"])
+    plain, piped = [], []
+    run(open_source(video), model, on_payload=plain.append, max_frames=12)
+    stats = run(open_source(video), model, on_payload=piped.append, max_frames=12, prefetch=True,
+                interpret=InterpretConfig(every=1))  # fmt: skip
+    assert stats["frames"] == 12 and len(piped) == 12
+    assert [p["predictions"] for p in piped] == [p["predictions"] for p in plain]
+    assert all(p["latency_ms"]["preprocess"] > 0 for p in piped)
+
+
+def test_fused_openvino_agrees_with_reference_preprocessing(edge_artifacts):
+    from caltech_edge.runtime import load_model
+    from caltech_edge.runtime.fused import crop_box, load_fused
+
+    assert crop_box(480, 640, 224, 256) == (30, 110, 450, 530)
+    ref = load_model(edge_artifacts["openvino"], precision_hint="f32")
+    fused = load_fused(edge_artifacts["openvino"], precision_hint="f32", resize="pillow")
+    rng = np.random.default_rng(0)
+    base = cv2.resize(
+        rng.integers(0, 255, (12, 16, 3), dtype=np.uint8), (160, 120), interpolation=cv2.INTER_CUBIC
+    )
+    a, b = ref.predict(base, top_k=3), fused.predict(base, top_k=3)
+    assert b["model"]["backend"] == "openvino-fused"
+    pa = {p["index"]: p["probability"] for p in a["predictions"]}
+    pb = {p["index"]: p["probability"] for p in b["predictions"]}
+    assert max(abs(pa[i] - pb[i]) for i in pa) < 0.05  # same pixels up to interpolation
