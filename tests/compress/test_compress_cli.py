@@ -48,15 +48,3 @@ def test_cli_quantize_errors_are_one_line(export_dir, synthetic_root, tmp_path, 
         "--out", str(tmp_path / "o"),
     ])  # fmt: skip
     assert code == 2 and "export the model first" in capsys.readouterr().err
-
-
-def test_cli_prune_structured_without_finetune(tiny_run, tmp_path, capsys):
-    out = tmp_path / "pruned"
-    assert (
-        main(["prune", str(tiny_run.root), "--amount", "0.5", "--structured", "--out", str(out)])
-        == 0
-    )
-    stats = json.loads(capsys.readouterr().out)
-    assert stats["structured"] and stats["macs_ratio"] >= 1.6
-    assert (out / "card.json").is_file() and (out / "model.pt").is_file()
-    assert (out / "split.json").is_file()  # the source's split travels with the run

@@ -26,7 +26,7 @@ from caltech_edge.rundir import load_torch_model
 SIZE = 32
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "squeezenet1_1", "mobilenet_v2"])
+@pytest.mark.parametrize("arch", ["resnet18", "squeezenet1_1"])
 def test_structured_pruning_removes_channels_and_reloads(arch):
     torch.manual_seed(0)
     model = create_model(arch, 5, weights=None).eval()
@@ -86,18 +86,17 @@ def test_step_ratios_give_the_total_amount():
 
 @pytest.fixture(scope="module")
 def pruned_run(tiny_run, synthetic_root, tmp_path_factory):
-    """Two structured 50% steps with one fine-tune epoch each, through the real trainer."""
-    return prune_run(
-        tiny_run,
-        out=tmp_path_factory.mktemp("pruned"),
-        amount=0.5,
-        structured=True,
-        steps=2,
-        finetune_epochs=1,
-        data=synthetic_root,
-        learning_rate=0.005,
-        progress=False,
-    )
+    """Two structured 50% steps with one fine-tune epoch each, through the CLI and the real
+    trainer (``caltech-edge prune RUN --structured --steps 2 --finetune-epochs 1``)."""
+    from caltech_edge.cli import main
+    from caltech_edge.rundir import RunDir
+
+    out = tmp_path_factory.mktemp("pruned")
+    argv = ["prune", str(tiny_run.root), "--amount", "0.5", "--structured", "--steps", "2",
+            "--finetune-epochs", "1", "--lr", "0.005", "--data", str(synthetic_root),
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    return RunDir(out)
 
 
 def test_prune_run_saves_a_plain_run_that_reloads(pruned_run, tiny_model):
@@ -106,6 +105,7 @@ def test_prune_run_saves_a_plain_run_that_reloads(pruned_run, tiny_model):
     assert len(stats["history"]) == 2 and all("finetuned_top1" in h for h in stats["history"])
     state = torch.load(pruned_run.weights, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
+    assert (pruned_run.root / "split.json").is_file() and (pruned_run.root / "step1").is_dir()
     model, card = load_torch_model(pruned_run)
     assert card.extra["pruned"]["structured"] is True
     original, _ = tiny_model

@@ -25,7 +25,7 @@ def qat_model(tiny_model, synthetic_root, tiny_run):
     train = Split.load(tiny_run.split, dataset=ds).train
     batches = list(iter_batches(ds, train, card.preprocess, batch_size=20, shuffle=True))
     prepared = prepare_qat(model, card.preprocess.image_size)
-    finetune_qat(prepared, batches, epochs=2, learning_rate=1e-3)
+    finetune_qat(prepared, batches, epochs=1, learning_rate=1e-3)
     return prepared, card
 
 
