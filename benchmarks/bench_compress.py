@@ -196,10 +196,15 @@ def _logits(rt, images):
     return np.concatenate([rt.infer(images[i : i + 1]) for i in range(len(images))])
 
 
+def _remap(batches, mapping):
+    """Dataset labels -> the model's class indices (256-class head, 5-class sample)."""
+    return [(x, mapping[y]) for x, y in batches]
+
+
 def accuracy(args, work: Path) -> dict:
     from caltech_edge.compress.onnx_int8 import quantize_onnx
     from caltech_edge.compress.openvino_int8 import quantize_openvino
-    from caltech_edge.data.calibration import CalibrationReader
+    from caltech_edge.data.calibration import CalibrationReader, validation_batches
     from caltech_edge.data.datasets import open_dataset
     from caltech_edge.data.loader import iter_batches
     from caltech_edge.data.splits import make_split
@@ -209,7 +214,7 @@ def accuracy(args, work: Path) -> dict:
     model, card = _squeezenet_card_and_model(args.data)
     root = args.data / "caltech256-sample"
     ds = open_dataset(root)
-    split = make_split(ds, train_per_class=30, seed=0)
+    split = make_split(ds, train_per_class=30, val_per_class=10, seed=0)
     split.save(work / "sq-split.json")
     index = {n: i for i, n in enumerate(card.class_names)}
     mapping = np.asarray([index[c] for c in ds.classes])
@@ -243,8 +248,29 @@ def accuracy(args, work: Path) -> dict:
         per_channel=False,
     )
     variants["ONNX Runtime INT8 QOperator uint8 weights per-tensor (#319)"] = (bad, None)
+    p = quantize_onnx(
+        onnx_path,
+        work / "sq-pex" / "model.onnx",
+        calibration=calib,
+        method="percentile",
+        exclude_classifier=True,
+    )
+    variants["ONNX Runtime INT8 QDQ percentile, classifier in float"] = (p, None)
     ov8 = quantize_openvino(xml, work / "sq-ov8" / "model.xml", calibration=calib)
     variants["OpenVINO INT8 (NNCF)"] = (ov8, None)
+    p = quantize_openvino(
+        xml, work / "sq-ov8x" / "model.xml", calibration=calib, exclude_classifier=True
+    )
+    variants["OpenVINO INT8 (NNCF), classifier in float"] = (p, None)
+    val = validation_batches(root, spec=card.preprocess, split=work / "sq-split.json", size=50)
+    p = quantize_openvino(
+        xml,
+        work / "sq-ov8ac" / "model.xml",
+        calibration=calib,
+        max_drop=0.005,
+        validation=_remap(val, mapping),
+    )
+    variants["OpenVINO INT8 (NNCF) accuracy control, max drop 0.5 pt on val"] = (p, None)
     _threads()
     rows = []
     ref = None
@@ -264,7 +290,12 @@ def accuracy(args, work: Path) -> dict:
                 / 1e6,
             }
         )
-    return {"test_images": len(images), "calibration_images": len(calib), "rows": rows}
+    return {
+        "test_images": len(images),
+        "calibration_images": len(calib),
+        "validation_images": sum(len(y) for _, y in val),
+        "rows": rows,
+    }
 
 
 # -- part 3 ----------------------------------------------------------------------------
@@ -346,7 +377,9 @@ def pruning(args, work: Path) -> dict:
             macs=count_macs(m, 224),
         ),
     )
-    rows = measure_variants(variants, images=images, labels=labels, repeats=args.iters)
+    rows = measure_variants(
+        variants, images=images, labels=labels, repeats=args.iters, rounds=args.rounds
+    )
     paths = write_report(
         rows, args.out, title="SqueezeNet 1.1 on the Caltech-256 sample", info={"prune": results}
     )
@@ -363,9 +396,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--calib", type=int, default=150)
-    parser.add_argument("--epochs", type=int, default=3, help="fine-tune epochs (base and pruned)")
+    parser.add_argument("--epochs", type=int, default=4, help="fine-tune epochs per prune step")
     parser.add_argument("--prune-amounts", type=float, nargs="+", default=[0.3, 0.5])
-    parser.add_argument("--prune-steps", type=int, default=1)
+    parser.add_argument("--prune-steps", type=int, default=2)
+    parser.add_argument("--prune-lr", type=float, default=0.002)
     parser.add_argument("--parts", nargs="+", default=["speed", "accuracy", "pruning"])
     parser.add_argument("--isa-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
