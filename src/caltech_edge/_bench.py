@@ -58,9 +58,37 @@ def time_ms(fn: Callable[[], Any], *, warmup: int = 5, iters: int = 30) -> Timin
         start = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - start) * 1000.0)
+    return _timing(samples)
+
+
+def time_interleaved(
+    fns: Mapping[str, Callable[[], Any]], *, warmup: int = 5, iters: int = 30, rounds: int = 5
+) -> dict[str, Timing]:
+    """Time several callables in alternating rounds so machine load hits all of them alike.
+
+    Timing one candidate after another lets a burst of background load land on one of them
+    only; interleaving spreads it, which keeps the *ratios* honest on a shared machine.
+    """
+    per_round = max(1, iters // rounds)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            for _ in range(per_round):
+                start = time.perf_counter()
+                fn()
+                samples[name].append((time.perf_counter() - start) * 1000.0)
+    return {name: _timing(values) for name, values in samples.items()}
+
+
+def _timing(samples: list[float]) -> Timing:
     ordered = sorted(samples)
     p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-    return Timing(statistics.median(samples), p90, statistics.fmean(samples), ordered[0], iters)
+    return Timing(
+        statistics.median(samples), p90, statistics.fmean(samples), ordered[0], len(samples)
+    )
 
 
 def _cpu_model() -> str:

@@ -22,3 +22,14 @@ def test_machine_info_and_table():
     assert "numpy" in info["versions"]
     table = markdown_table([{"a": 1.23456, "b": None}, {"a": 12345.6, "b": "x"}], ["a", "b"])
     assert table.splitlines() == ["| a | b |", "|---|---|", "| 1.235 | - |", "| 12,346 | x |"]
+
+
+def test_time_interleaved_alternates_and_counts():
+    order = []
+    fns = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    from caltech_edge._bench import time_interleaved
+
+    timings = time_interleaved(fns, warmup=1, iters=6, rounds=3)
+    assert order[:2] == ["a", "b"]  # warm-up of each
+    assert order[2:] == ["a", "a", "b", "b"] * 3  # three alternating rounds of two calls
+    assert {t.iters for t in timings.values()} == {6}

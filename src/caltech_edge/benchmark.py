@@ -1,0 +1,264 @@
+"""Every format and precision side by side, with the baselines users would otherwise run.
+
+Like Ultralytics' benchmark mode: for each artifact of an export directory, file size,
+top-1 on the run's test split, median and p90 latency and images/s through our runtime
+layer (``EdgeModel.predict_tensor``: inference + softmax + top-k). Measured in the same
+process and the same run: PyTorch eager FP32 of the same weights and raw ONNX Runtime on
+the plain ONNX file (an ``InferenceSession`` with no caltech-edge code around it), so the
+ratios printed are honest comparisons on this machine at this moment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._bench import machine_info, markdown_table, time_interleaved
+from ._io import atomic_write_json, atomic_write_text
+from .card import ModelCard
+from .errors import CaltechEdgeError
+from .rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("format", "backend", "precision", "size_mb", "top1", "median_ms", "p90_ms",
+           "images_per_s", "vs_pytorch", "vs_onnxruntime")  # fmt: skip
+PYTORCH = "pytorch-eager (baseline)"
+RAW_ORT = "onnxruntime-raw (baseline)"
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    format: str
+    backend: str
+    precision: str
+    size_mb: float | None
+    top1: float | None
+    median_ms: float
+    p90_ms: float
+    images_per_s: float
+    baseline: bool = False
+
+
+@dataclass
+class BenchmarkResult:
+    rows: list[BenchRow]
+    source: str
+    images: int  # images behind each top-1 (0 = no data given)
+    image_size: int
+    machine: dict[str, Any] = field(default_factory=machine_info)
+
+    def _ratio(self, row: BenchRow, name: str) -> float | None:
+        base = next((r for r in self.rows if r.format == name), None)
+        return None if base is None else base.median_ms / row.median_ms
+
+    def table_rows(self) -> list[dict[str, Any]]:
+        """Rows with the speed-up over each baseline (>1 = faster than the baseline)."""
+        return [
+            {
+                **asdict(r),
+                "vs_pytorch": self._ratio(r, PYTORCH),
+                "vs_onnxruntime": self._ratio(r, RAW_ORT),
+            }
+            for r in self.rows
+        ]
+
+    def markdown(self) -> str:
+        head = (
+            f"Source: `{self.source}`; input 1x3x{self.image_size}x{self.image_size}; "
+            f"top-1 on {self.images} test images; latency = batch 1, median of repeated calls; "
+            f"CPU: {self.machine['cpu']} ({self.machine['cores']} cores).\n"
+            "vs_* = baseline median / row median (higher is faster).\n\n"
+        )
+        return head + markdown_table(self.table_rows(), COLUMNS) + "\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "images": self.images,
+            "image_size": self.image_size,
+            "machine": self.machine,
+            "rows": self.table_rows(),
+        }
+
+    def save(self, out: str | Path) -> dict[str, Path]:
+        """benchmark.json, benchmark.md and accuracy_vs_latency.png under ``out``."""
+        out = Path(out)
+        paths = {
+            "json": atomic_write_json(out / "benchmark.json", self.to_dict()),
+            "markdown": atomic_write_text(out / "benchmark.md", self.markdown()),
+        }
+        plot = plot_accuracy_vs_latency(self.rows, out / "accuracy_vs_latency.png")
+        if plot is not None:
+            paths["plot"] = plot
+        return paths
+
+
+def plot_accuracy_vs_latency(rows: Sequence[BenchRow], path: Path) -> Path | None:
+    """Scatter of top-1 against median latency; None when nothing has an accuracy."""
+    points = [r for r in rows if r.top1 is not None]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for r in points:
+        marker = "s" if r.baseline else "o"
+        ax.scatter(r.median_ms, 100 * r.top1, marker=marker, s=50)
+        ax.annotate(r.format, (r.median_ms, 100 * r.top1), fontsize=8,
+                    xytext=(4, 4), textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("median latency, batch 1 (ms, log scale)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("Accuracy vs latency on this CPU")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _artifact_size_mb(path: Path) -> float:
+    """Bytes of the artifact and the weight files beside it (.bin, .params, external data)."""
+    stem = path.name.split("-symbol.json")[0].split(".")[0]
+    files = [p for p in path.parent.iterdir() if p.is_file() and p.name.startswith(stem)]
+    files = [p for p in files if not p.name.endswith(".card.json")]
+    return sum(p.stat().st_size for p in files) / 1e6
+
+
+def _eval_set(card: ModelCard, run: RunDir | None, data: str | Path | None, limit: int):
+    """(NCHW batch, labels in card order) from the run's test split, or None without data."""
+    if data is None:
+        return None
+    from .data.datasets import open_dataset
+    from .data.loader import iter_batches
+    from .data.splits import Split
+    from .export.verify import _label_map, load_images
+
+    if run is None or not run.split.is_file():
+        images = load_images(card, data=data, limit=limit)
+        return images.batch, images.labels
+    ds = open_dataset(data, drop_clutter=bool(card.extra.get("drop_clutter", False)))
+    split = Split.load(run.split, dataset=ds)
+    indices = split.test[:limit] if limit else split.test
+    if not indices:
+        raise CaltechEdgeError(f"{run.split}: the test split is empty; nothing to measure on")
+    mapping = _label_map(ds.classes, card)
+    batches = list(iter_batches(ds, indices, card.preprocess, batch_size=64))
+    return (np.concatenate([b for b, _ in batches]),
+            mapping[np.concatenate([y for _, y in batches])])  # fmt: skip
+
+
+def _top1(infer, batch: np.ndarray, labels: np.ndarray) -> float:
+    hits = sum(int(np.argmax(infer(x[None]))) == int(y) for x, y in zip(batch, labels))
+    return hits / len(labels)
+
+
+def _resolve(source: Path) -> tuple[Path, RunDir | None]:
+    """(export dir, run dir or None) for an export directory or a run directory."""
+    summary = source / "export.json"
+    if summary.is_file():
+        meta = json.loads(summary.read_text(encoding="utf-8"))
+        run = meta.get("run")
+        return source, RunDir(run) if run and RunDir(run).is_run() else None
+    if RunDir(source).is_run():
+        return source / "export", RunDir(source)
+    raise CaltechEdgeError(
+        f"{source}: neither an export directory (export.json) nor a run directory (card.json "
+        "+ weights); pass the --out of `caltech-edge export` or of `caltech-edge train`"
+    )
+
+
+def benchmark(
+    source: str | Path,
+    *,
+    data: str | Path | None = None,
+    formats: Sequence[str] | None = None,
+    iters: int = 50,
+    warmup: int = 10,
+    max_images: int = 200,
+    baselines: bool = True,
+    threads: int | None = None,
+) -> BenchmarkResult:
+    """Benchmark an export directory (or a run: exported first into ``RUN/export``).
+
+    ``data`` enables top-1 (on the run's test split when the run is known) and the INT8
+    rows when a run is exported here (their calibration needs training images).
+    """
+    from .export.formats import FORMATS
+    from .runtime.predictor import load_model
+
+    threads = threads or os.cpu_count() or 1
+    export_dir, run = _resolve(Path(source))
+    if not (export_dir / "export.json").is_file():
+        from .export.pipeline import export
+
+        wanted = [n for n, f in FORMATS.items() if data is not None or not f.needs_calibration]
+        log.info("exporting %s to %s first", run.root, ", ".join(wanted))
+        export(run.root, formats=wanted, out=export_dir, data=data)
+    meta = json.loads((export_dir / "export.json").read_text(encoding="utf-8"))
+    card = ModelCard.from_dict(meta["card"], source=str(export_dir / "export.json"))
+    names = [n for n in meta["formats"] if formats is None or n in formats]
+    evalset = _eval_set(card, run, data, max_images)
+    probe = (evalset[0][:1] if evalset is not None
+             else np.random.default_rng(0).standard_normal(card.input_shape).astype(np.float32))  # fmt: skip
+
+    # name -> (backend, precision, size_mb, infer(batch) -> logits, what is timed, baseline)
+    candidates: dict[str, tuple[str, str, float, Any, Any, bool]] = {}
+    if baselines:
+        if run is not None and card.framework == "torch":
+            import torch
+
+            from .rundir import load_torch_model
+
+            net, _ = load_torch_model(run)
+            torch.set_num_threads(threads)  # after any mxnet import, which drops it to 1
+
+            def eager(x: np.ndarray) -> np.ndarray:
+                with torch.inference_mode():
+                    return net(torch.from_numpy(x)).numpy()
+
+            size = run.weights.stat().st_size / 1e6
+            candidates[PYTORCH] = ("torch", "fp32", size, eager, lambda: eager(probe), True)
+        if "onnx" in meta["formats"]:
+            import onnxruntime as ort
+
+            onnx_path = export_dir / meta["formats"]["onnx"]["artifact"]
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+            feed = session.get_inputs()[0].name
+
+            def raw(x: np.ndarray) -> np.ndarray:
+                return session.run(None, {feed: x})[0]
+
+            size = _artifact_size_mb(onnx_path)
+            candidates[RAW_ORT] = ("onnxruntime", "fp32", size, raw, lambda: raw(probe), True)
+    for name in names:
+        entry = meta["formats"][name]
+        path = export_dir / entry["artifact"]
+        model = load_model(path, backend=entry["backend"], threads=threads)
+        candidates[name] = (entry["backend"], entry["precision"], _artifact_size_mb(path),
+                            model.runtime.infer, lambda m=model: m.predict_tensor(probe[0]), False)  # fmt: skip
+
+    timings = time_interleaved({n: c[4] for n, c in candidates.items()}, warmup=warmup, iters=iters)
+    rows = []
+    for name, (backend, precision, size, infer, _, baseline) in candidates.items():
+        top1 = _top1(infer, *evalset) if evalset is not None else None
+        t = timings[name]
+        rows.append(BenchRow(name, backend, precision, size, top1, t.median_ms, t.p90_ms,
+                             t.per_second, baseline))  # fmt: skip
+        log.info("%-28s %8.3f ms  top-1 %s", name, t.median_ms, top1)
+    return BenchmarkResult(rows, str(source), 0 if evalset is None else len(evalset[1]),
+                           card.preprocess.image_size)  # fmt: skip
