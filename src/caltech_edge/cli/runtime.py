@@ -59,6 +59,11 @@ def _register_infer(sub: Any) -> None:
     )
     p.add_argument("--max-frames", type=int, help="stop after N good frames")
     p.add_argument("--rate", type=float, help="read at most this many frames per second")
+    p.add_argument(
+        "--prefetch",
+        action="store_true",
+        help="preprocess the next frame while the model runs (more frames/s, +1 frame latency)",
+    )
     g = p.add_argument_group("interpretation")
     g.add_argument("--every", type=int, default=1, help="infer on every k-th frame")
     g.add_argument(
@@ -201,6 +206,7 @@ def _infer(args: argparse.Namespace) -> int:
             stream=stream,
             capture=capture,
             max_frames=args.max_frames,
+            prefetch=args.prefetch,
         )
     finally:
         delivered = close_all(publishers, timeout=args.flush_timeout)
