@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from export_helpers import CLASSES, SIZE
 
 from caltech_edge.errors import BackendError, ModelCardError, UnknownNameError
 from caltech_edge.runtime.backends import BACKENDS, backend_for, open_runtime
 from caltech_edge.runtime.base import Runtime
-from conftest import CLASSES, SIZE
 
 X = np.random.default_rng(0).standard_normal((3, 3, SIZE, SIZE)).astype(np.float32)
 

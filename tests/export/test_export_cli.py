@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+from export_helpers import make_checkpoint
+
 from caltech_edge.cli import main
-from conftest import make_checkpoint
 
 
 def test_export_checkpoint_then_verify(tmp_path, synthetic_root, resnet_run, capsys) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from export_helpers import make_checkpoint
 
 from caltech_edge.cli import main
 from caltech_edge.errors import (
@@ -16,7 +17,6 @@ from caltech_edge.errors import (
 from caltech_edge.export import export
 from caltech_edge.export.formats import get_format, parse_formats
 from caltech_edge.export.pipeline import load_checkpoint_source
-from conftest import make_checkpoint
 
 
 @pytest.fixture(scope="module")

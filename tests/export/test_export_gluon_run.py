@@ -8,12 +8,12 @@ import filecmp
 
 import numpy as np
 import pytest
+from export_helpers import CLASSES
 
 from caltech_edge.card import ModelCard
 from caltech_edge.data.transforms import PreprocessSpec
 from caltech_edge.export import export
 from caltech_edge.runtime.backends import open_runtime
-from conftest import CLASSES
 
 mx = pytest.importorskip("mxnet")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from export_helpers import CLASSES, SIZE, make_run
 
 from caltech_edge._io import sha256_file
 from caltech_edge.data.datasets import open_dataset
@@ -17,7 +18,6 @@ from caltech_edge.data.transforms import PreprocessSpec, preprocess
 from caltech_edge.errors import VerificationError
 from caltech_edge.export import FORMATS, export, verify_artifact
 from caltech_edge.runtime.backends import open_runtime
-from conftest import CLASSES, SIZE, make_run
 
 FLOAT_ROWS = [f for f in FORMATS.values() if f.precision in ("fp32", "fp16")]
 EXPORTS = ["resnet_export", "squeezenet_export"]
