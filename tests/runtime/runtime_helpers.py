@@ -53,6 +53,9 @@ class Broker:
         lines = [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
+            # started as root, mosquitto drops to user "mosquitto", which cannot read the
+            # test's private temp dir (certificates, persistence file, log): stay root then
+            *(["user root"] if os.geteuid() == 0 else []),
             "persistence true",
             f"persistence_location {root}/",
             "autosave_interval 1",

@@ -52,11 +52,12 @@ def test_cli_infer_video_every_result_arrives(edge_artifacts, video, broker, tmp
     assert [json.loads(line)["seq"] for line in proc.stdout.splitlines()] == [31, 32]
 
 
-def test_broker_restart_mid_stream_loses_nothing(edge_artifacts, video, broker, tmp_path):
-    sub = Subscriber(broker.port, TOPIC, client_id="sub-restart")
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "mxnet"])
+def test_broker_restart_mid_stream_loses_nothing(edge_artifacts, video, broker, tmp_path, backend):
+    sub = Subscriber(broker.port, TOPIC, client_id=f"sub-restart-{backend}")
     n = 40
     cmd = [sys.executable, "-c", "import sys; from caltech_edge.cli import main; sys.exit(main())",
-           *_infer_args(edge_artifacts["onnxruntime"], video, broker, tmp_path,
+           *_infer_args(edge_artifacts[backend], video, broker, tmp_path,
                         "--max-frames", str(n), "--rate", "20", "--flush-timeout", "60")]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -66,6 +67,8 @@ def test_broker_restart_mid_stream_loses_nothing(edge_artifacts, video, broker, 
             time.sleep(0.05)
         assert len(sub.seqs()) >= 5, "no results before the outage"
         broker.stop()
+        # the subscriber's persistent session was saved, so it is subscribed on restart
+        assert (broker.root / "mosquitto.db").exists()
         before = set(sub.seqs())
         time.sleep(1.0)  # ~20 frames are produced while the broker is down
         broker.start()
