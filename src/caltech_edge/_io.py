@@ -22,6 +22,7 @@ def atomic_write(path: PathLike, writer: Callable[[Any], None], mode: str = "wb"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would give
         with os.fdopen(fd, mode) as fh:
             writer(fh)
             fh.flush()
@@ -32,6 +33,12 @@ def atomic_write(path: PathLike, writer: Callable[[Any], None], mode: str = "wb"
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:

@@ -46,6 +46,7 @@ class ExportSource:
     description: str
     model: Any = None  # torch nn.Module (eval) for torch sources
     gluon_run: Path | None = None  # run dir holding model-symbol.json/model-0000.params
+    run: Path | None = None  # the run directory exported, when there is one (for benchmarks)
 
     @property
     def framework(self) -> str:
@@ -183,12 +184,14 @@ def load_run_source(run: str | Path | RunDir) -> ExportSource:
         if not (run.symbol.is_file() and run.params.is_file()):
             raise CheckpointError(f"{run.root}: gluon run without model-symbol.json/-0000.params")
         card = card.replace(source_sha256=card.source_sha256 or sha256_file(run.params))
-        return ExportSource(card=card, description=f"gluon run {run.root}", gluon_run=run.root)
+        return ExportSource(
+            card=card, description=f"gluon run {run.root}", gluon_run=run.root, run=run.root
+        )
     from ..rundir import load_torch_model
 
     model, card = load_torch_model(run)
     card = card.replace(source_sha256=sha256_file(run.weights))
-    return ExportSource(card=card, description=f"torch run {run.root}", model=model)
+    return ExportSource(card=card, description=f"torch run {run.root}", model=model, run=run.root)
 
 
 def resolve_export_source(source: Any, *, card: ModelCard | None = None) -> ExportSource:
@@ -357,6 +360,7 @@ def _write_summary(
         result.summary,
         {
             "source": src.description,
+            "run": str(src.run.resolve()) if src.run is not None else None,
             "framework": src.framework,
             "source_sha256": src.card.source_sha256,
             "opset": opset,
