@@ -14,6 +14,7 @@ from runtime_helpers import Subscriber, run_cli
 from caltech_edge.runtime.buffer import DiskBuffer
 from caltech_edge.runtime.payload import validate_payload
 from caltech_edge.runtime.publish import MqttPublisher
+from caltech_edge.runtime.stream import split_mjpeg
 
 TOPIC = "$aws/things/test-cam/infer"
 
@@ -45,11 +46,16 @@ def test_cli_infer_video_every_result_arrives(edge_artifacts, video, broker, tmp
         assert stats["delivered_all"] and stats["publishers"][1]["buffer"]["pending"] == 0
     finally:
         sub.close()
-    # a second run continues the persisted sequence
+    # a second run continues the persisted sequence, with the project stream and capture on
+    stream, capture = tmp_path / "results.mjpg", tmp_path / "capture"
     proc = run_cli(
-        *_infer_args(edge_artifacts[backend], video, broker, tmp_path, "--max-frames", "2")
-    )
+        *_infer_args(edge_artifacts[backend], video, broker, tmp_path, "--max-frames", "2"),
+        "--stream", str(stream), "--capture-dir", str(capture), "--capture-threshold", "1.01",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
     assert [json.loads(line)["seq"] for line in proc.stdout.splitlines()] == [31, 32]
+    assert len(split_mjpeg(stream.read_bytes())) == 2
+    assert len(list(capture.glob("*/*.jpg"))) == 2
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "mxnet"])

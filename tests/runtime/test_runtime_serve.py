@@ -118,3 +118,37 @@ def test_rejects_garbage_and_oversize(server):
     truncated = cv2.imencode(".jpg", np.full((64, 64, 3), 127, np.uint8))[1].tobytes()[:40]
     status, _ = _request(srv, "POST", "/predict", truncated, {"Content-Type": "image/jpeg"})
     assert status == 400
+
+
+def test_cli_serve_starts_on_loopback(edge_artifacts):
+    import re
+    import subprocess
+    import sys
+    import urllib.request
+
+    code = "import sys; from caltech_edge.cli import main; sys.exit(main())"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "serve",
+            "--model",
+            str(edge_artifacts["onnxruntime"]),
+            "--port",
+            "0",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = ""
+        while "serving" not in line:
+            line = proc.stderr.readline()
+            assert line, "serve exited before listening"
+        url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)
+        with urllib.request.urlopen(url + "/health", timeout=10) as resp:
+            assert json.loads(resp.read())["status"] == "ok"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
