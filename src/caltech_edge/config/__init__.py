@@ -13,19 +13,29 @@ This module imports neither torch nor mxnet: the Gluon trainer and the CLI use i
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
-import types
-import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from ._coerce import bad_key, coerce_fields, did_you_mean, plain, to_bool
+from .enums import (
+    RESNET_DEPTHS,
+    TORCH_ARCH_NAMES,
+    AugmentationType,
+    EarlyStoppingMetric,
+    Framework,
+    Optimizer,
+    Precision,
+    Scheduler,
+    Strategy,
+)
+from .sagemaker import SAGEMAKER_KEYS, looks_like_sagemaker, translate_sagemaker
 
 __all__ = [
+    "RESNET_DEPTHS",
     "SAGEMAKER_KEYS",
     "TORCH_ARCH_NAMES",
     "AugmentationType",
@@ -38,80 +48,6 @@ __all__ = [
     "Strategy",
     "TrainConfig",
 ]
-
-
-class Framework(StrEnum):
-    TORCH = "torch"
-    GLUON = "gluon"
-
-
-class Strategy(StrEnum):
-    """What is trained: only the new head, the last k stages + head, or everything."""
-
-    HEAD = "head"
-    LAST_K = "last_k"
-    FULL = "full"
-
-
-class Optimizer(StrEnum):
-    SGD = "sgd"
-    ADAM = "adam"
-    RMSPROP = "rmsprop"
-    NAG = "nag"  # SGD with Nesterov momentum, as SageMaker names it
-
-
-class Scheduler(StrEnum):
-    STEP = "step"  # multiply by lr_scheduler_factor at each epoch in lr_scheduler_step
-    COSINE = "cosine"
-    NONE = "none"
-
-
-class Precision(StrEnum):
-    FP32 = "fp32"
-    BF16 = "bf16"  # torch.autocast bfloat16 (fast on CPUs with AMX / avx512_bf16)
-    FP16 = "fp16"  # torch.autocast float16 (GPUs; on a CPU it is slow but correct)
-    AUTO = "auto"  # bf16 where the CPU has native bf16, else fp32
-
-
-class AugmentationType(StrEnum):
-    """SageMaker's ``augmentation_type`` values (``none`` = resize + center crop only)."""
-
-    NONE = "none"
-    CROP = "crop"
-    CROP_COLOR = "crop_color"
-    CROP_COLOR_TRANSFORM = "crop_color_transform"
-
-
-class EarlyStoppingMetric(StrEnum):
-    TOP1 = "top1"  # validation top-1 (train top-1 when there is no validation split)
-    LOSS = "loss"
-
-
-# torchvision architectures known to caltech_edge.models (kept here so that this module
-# does not import torch); the Gluon trainer validates its own model-zoo names.
-TORCH_ARCH_NAMES = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "squeezenet1_1",
-    "mobilenet_v2",
-    "mobilenet_v3_small",
-)
-RESNET_DEPTHS = (18, 34, 50, 101, 152)
-
-
-def _did_you_mean(name: str, valid: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(name), list(valid), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
-def _bad_key(key: str, valid: Iterable[str], where: str) -> ConfigError:
-    valid = sorted(valid)
-    return ConfigError(
-        f"Unknown {where} key {key!r}.{_did_you_mean(key, valid)} Valid keys: {', '.join(valid)}."
-    )
 
 
 @dataclass(frozen=True)
@@ -131,7 +67,7 @@ class EarlyStopping:
     metric: EarlyStoppingMetric = EarlyStoppingMetric.TOP1
 
     def __post_init__(self) -> None:
-        _coerce_fields(self, "early_stopping.")
+        coerce_fields(self, "early_stopping.")
         if self.patience < 1:
             raise ConfigError(f"early_stopping.patience must be >= 1, got {self.patience}")
         if self.min_delta < 0:
@@ -140,7 +76,20 @@ class EarlyStopping:
             raise ConfigError(f"early_stopping.min_epochs must be >= 1, got {self.min_epochs}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def coerce_value(cls, value: Any, name: str) -> EarlyStopping:
+        """An EarlyStopping from itself, a mapping of its fields, or a bool ("true")."""
+        if isinstance(value, EarlyStopping):
+            return value
+        fields = [f.name for f in dataclasses.fields(cls)]
+        if isinstance(value, Mapping):
+            unknown = set(value) - set(fields)
+            if unknown:
+                raise bad_key(sorted(unknown)[0], fields, name)
+            return cls(**value)
+        return cls(enabled=to_bool(value, name))
 
 
 @dataclass(frozen=True)
@@ -195,7 +144,7 @@ class TrainConfig:
     notes: tuple[str, ...] = ()  # what was accepted but ignored (e.g. SageMaker kv_store)
 
     def __post_init__(self) -> None:
-        _coerce_fields(self, "")
+        coerce_fields(self, "")
         self._validate()
 
     # ------------------------------------------------------------------ validation
@@ -206,7 +155,7 @@ class TrainConfig:
 
         if self.framework == Framework.TORCH and self.arch not in TORCH_ARCH_NAMES:
             raise ConfigError(
-                f"Unknown torch arch {self.arch!r}.{_did_you_mean(self.arch, TORCH_ARCH_NAMES)} "
+                f"Unknown torch arch {self.arch!r}.{did_you_mean(self.arch, TORCH_ARCH_NAMES)} "
                 f"Valid choices: {', '.join(TORCH_ARCH_NAMES)}."
             )
         need(bool(self.arch), "arch must not be empty")
@@ -268,7 +217,7 @@ class TrainConfig:
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (enums as strings, tuples as lists)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
@@ -306,7 +255,7 @@ class TrainConfig:
                 elif isinstance(value, Mapping):
                     unknown = set(value) - es_fields
                     if unknown:
-                        raise _bad_key(sorted(unknown)[0], es_fields, "early_stopping")
+                        raise bad_key(sorted(unknown)[0], es_fields, "early_stopping")
                     es.update(value)
                     es_touched = True
                 else:  # SageMaker style "true"/"false"
@@ -316,9 +265,9 @@ class TrainConfig:
             elif key in SAGEMAKER_KEYS:
                 sagemaker[key] = value
             else:
-                raise _bad_key(key, _FIELD_NAMES | set(SAGEMAKER_KEYS) | _ES_KEYS, "config")
+                raise bad_key(key, _FIELD_NAMES | set(SAGEMAKER_KEYS) | _ES_KEYS, "config")
         if sagemaker:
-            translated, notes = _translate_sagemaker(sagemaker, defaults=False)
+            translated, notes = translate_sagemaker(sagemaker, defaults=False)
             for key, value in translated.items():
                 if key == "early_stopping":
                     es.update(value)
@@ -347,9 +296,9 @@ class TrainConfig:
             raise ConfigError(f"{source}: hyperparameters must be a JSON object")
         for key in hp:
             if key not in SAGEMAKER_KEYS:
-                raise _bad_key(key, SAGEMAKER_KEYS, "SageMaker hyperparameter")
+                raise bad_key(key, SAGEMAKER_KEYS, "SageMaker hyperparameter")
         try:
-            translated, notes = _translate_sagemaker(dict(hp), defaults=True)
+            translated, notes = translate_sagemaker(dict(hp), defaults=True)
             es = translated.pop("early_stopping", {})
             cfg = cls(**translated, notes=tuple(notes))
             return cfg.replace(**{f"early_stopping.{k}": v for k, v in es.items()}) if es else cfg
@@ -376,7 +325,7 @@ class TrainConfig:
         for wrapper in ("HyperParameters", "hyperparameters"):
             if isinstance(data.get(wrapper), dict):
                 return cls.from_sagemaker(data[wrapper], source=str(path))
-        if _looks_like_sagemaker(data):
+        if looks_like_sagemaker(data):
             return cls.from_sagemaker(data, source=str(path))
         try:
             return cls.from_dict(data, source=str(path))
@@ -384,7 +333,7 @@ class TrainConfig:
             raise ConfigError(f"{path}: {exc}") from None
 
     def save(self, path: str | Path) -> Path:
-        from ._io import atomic_write_text
+        from .._io import atomic_write_text
 
         return atomic_write_text(path, self.to_json())
 
@@ -397,284 +346,3 @@ class TrainConfig:
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 _ES_KEYS = frozenset(f"early_stopping.{f.name}" for f in dataclasses.fields(EarlyStopping))
-
-# ---------------------------------------------------------------------------- SageMaker
-#: Every hyperparameter of SageMaker's built-in image-classification algorithm.
-SAGEMAKER_KEYS = (
-    "augmentation_type",
-    "beta_1",
-    "beta_2",
-    "checkpoint_frequency",
-    "early_stopping",
-    "early_stopping_min_epochs",
-    "early_stopping_patience",
-    "early_stopping_tolerance",
-    "epochs",
-    "eps",
-    "gamma",
-    "image_shape",
-    "kv_store",
-    "learning_rate",
-    "lr_scheduler_factor",
-    "lr_scheduler_step",
-    "mini_batch_size",
-    "momentum",
-    "multi_label",
-    "num_classes",
-    "num_layers",
-    "num_training_samples",
-    "optimizer",
-    "precision_dtype",
-    "resize",
-    "top_k",
-    "use_pretrained_model",
-    "use_weighted_loss",
-    "weight_decay",
-)
-_SAGEMAKER_ONLY = {
-    "mini_batch_size",
-    "num_layers",
-    "image_shape",
-    "use_pretrained_model",
-    "augmentation_type",
-    "precision_dtype",
-    "beta_1",
-    "beta_2",
-    "early_stopping_tolerance",
-    "early_stopping_min_epochs",
-    "kv_store",
-    "multi_label",
-    "use_weighted_loss",
-    "resize",
-}
-_SAGEMAKER_DEFAULTS = {
-    "num_layers": "152",
-    "use_pretrained_model": "0",
-    "epochs": "30",
-    "learning_rate": "0.1",
-    "mini_batch_size": "32",
-    "lr_scheduler_factor": "0.1",
-    "top_k": "5",
-    "optimizer": "sgd",
-    "momentum": "0.9",
-    "weight_decay": "0.0001",
-}
-_SAGEMAKER_RENAME = {
-    "epochs": "epochs",
-    "learning_rate": "learning_rate",
-    "lr_scheduler_factor": "lr_scheduler_factor",
-    "lr_scheduler_step": "lr_scheduler_step",
-    "mini_batch_size": "batch_size",
-    "momentum": "momentum",
-    "weight_decay": "weight_decay",
-    "optimizer": "optimizer",
-    "top_k": "top_k",
-    "num_classes": "num_classes",
-    "num_training_samples": "num_training_samples",
-    "beta_1": "beta1",
-    "beta_2": "beta2",
-    "eps": "eps",
-    "gamma": "gamma",
-    "augmentation_type": "augmentation",
-    "checkpoint_frequency": "checkpoint_frequency",
-    "resize": "resize_size",
-    "use_weighted_loss": "weighted_loss",
-}
-_PRECISION_DTYPES = {"float32": Precision.FP32, "float16": Precision.FP16}
-
-
-def _looks_like_sagemaker(data: Mapping[str, Any]) -> bool:
-    if any(k in _SAGEMAKER_ONLY for k in data):
-        return True
-    # all-string values for numeric keys is how SageMaker writes hyperparameters.json
-    return bool(data) and all(isinstance(v, str) for v in data.values()) and "arch" not in data
-
-
-def _translate_sagemaker(hp: dict[str, Any], *, defaults: bool) -> tuple[dict[str, Any], list[str]]:
-    """SageMaker names/values -> TrainConfig keyword arguments (values still raw)."""
-    if defaults:
-        hp = {**_SAGEMAKER_DEFAULTS, **hp}
-    out: dict[str, Any] = {}
-    notes: list[str] = []
-    es: dict[str, Any] = {}
-    for key, value in hp.items():
-        if key in _SAGEMAKER_RENAME:
-            out[_SAGEMAKER_RENAME[key]] = value
-        elif key == "num_layers":
-            depth = _to_int(value, "num_layers")
-            if depth not in RESNET_DEPTHS:
-                raise ConfigError(
-                    f"num_layers must be one of {', '.join(map(str, RESNET_DEPTHS))}, got {value!r}"
-                )
-            out["arch"] = f"resnet{depth}"
-        elif key == "use_pretrained_model":
-            out["weights"] = "imagenet" if _to_bool(value, key) else "none"
-        elif key == "image_shape":
-            out["image_size"] = _image_shape(value)
-        elif key == "precision_dtype":
-            text = str(value).strip().lower()
-            if text not in _PRECISION_DTYPES:
-                raise ConfigError(
-                    f"precision_dtype must be one of float32, float16, got {value!r}"
-                    f"{_did_you_mean(text, _PRECISION_DTYPES)}"
-                )
-            out["precision"] = _PRECISION_DTYPES[text]
-        elif key == "early_stopping":
-            es["enabled"] = value
-        elif key == "early_stopping_patience":
-            es["patience"] = value
-        elif key == "early_stopping_min_epochs":
-            es["min_epochs"] = value
-        elif key == "early_stopping_tolerance":
-            es["min_delta"], es["relative"] = value, True
-        elif key == "multi_label":
-            if _to_bool(value, key):
-                raise ConfigError(
-                    "multi_label=1 is not supported: caltech-edge trains single-label "
-                    "classifiers (one class per image); use multi_label=0"
-                )
-        elif key == "kv_store":
-            notes.append(
-                f"kv_store={value!r} ignored: distributed training here is torchrun "
-                "(see docs/training.md)"
-            )
-        else:  # pragma: no cover - SAGEMAKER_KEYS and the branches above agree
-            raise _bad_key(key, SAGEMAKER_KEYS, "SageMaker hyperparameter")
-    if es:
-        out["early_stopping"] = es
-    return out, notes
-
-
-def _image_shape(value: Any) -> int:
-    parts = value if isinstance(value, list | tuple) else str(value).replace(" ", "").split(",")
-    try:
-        dims = [int(p) for p in parts]
-    except (TypeError, ValueError):
-        dims = []
-    if len(dims) != 3 or dims[0] != 3:
-        raise ConfigError(
-            f"image_shape must be 'channels,height,width' with 3 channels, e.g. '3,224,224'; "
-            f"got {value!r}"
-        )
-    if dims[1] != dims[2]:
-        raise ConfigError(
-            f"image_shape {value!r}: only square inputs are supported (height == width)"
-        )
-    return dims[1]
-
-
-# ---------------------------------------------------------------------------- coercion
-_TRUE = {"1", "true", "yes", "on", "t", "y"}
-_FALSE = {"0", "false", "no", "off", "f", "n", ""}
-
-
-def _to_bool(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float) and value in (0, 1):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be a boolean (true/false, 1/0), got {value!r}")
-
-
-def _to_int(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
-    if not number.is_integer():
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    return int(number)
-
-
-def _to_float(value: Any, name: str) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(f"{name} must be a number, got {value!r}")
-    try:
-        return float(str(value).strip()) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
-
-
-def _to_enum(value: Any, enum: type[StrEnum], name: str) -> StrEnum:
-    text = str(value.value if isinstance(value, StrEnum) else value).strip().lower()
-    valid = [m.value for m in enum]
-    if text not in valid:
-        raise ConfigError(
-            f"Unknown {name} {value!r}.{_did_you_mean(text, valid)} Valid values: {', '.join(valid)}."
-        )
-    return enum(text)
-
-
-def _to_int_tuple(value: Any, name: str) -> tuple[int, ...]:
-    if value is None or value == "":
-        return ()
-    items = value if isinstance(value, list | tuple) else str(value).replace(" ", "").split(",")
-    return tuple(_to_int(v, name) for v in items if v != "")
-
-
-def _coerce(value: Any, hint: Any, name: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType) and type(None) in args:
-        if value is None or (
-            isinstance(value, str) and value.strip().lower() in ("", "none", "null")
-        ):
-            return None
-        hint = next(a for a in args if a is not type(None))
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is bool:
-        return _to_bool(value, name)
-    if hint is int:
-        return _to_int(value, name)
-    if hint is float:
-        return _to_float(value, name)
-    if hint is str:
-        if not isinstance(value, str | Path):
-            raise ConfigError(f"{name} must be a string, got {value!r}")
-        return str(value)
-    if isinstance(hint, type) and issubclass(hint, StrEnum):
-        return _to_enum(value, hint, name)
-    if origin is tuple and args[:1] == (int,):
-        return _to_int_tuple(value, name)
-    if origin is tuple:
-        if isinstance(value, str):
-            return (value,)
-        return tuple(str(v) for v in value)
-    if hint is EarlyStopping:
-        if isinstance(value, EarlyStopping):
-            return value
-        if isinstance(value, Mapping):
-            unknown = set(value) - {f.name for f in dataclasses.fields(EarlyStopping)}
-            if unknown:
-                raise _bad_key(
-                    sorted(unknown)[0], [f.name for f in dataclasses.fields(EarlyStopping)], name
-                )
-            return EarlyStopping(**value)
-        return EarlyStopping(enabled=_to_bool(value, name))
-    return value  # pragma: no cover
-
-
-def _coerce_fields(obj: Any, prefix: str) -> None:
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        object.__setattr__(obj, f.name, _coerce(value, hints[f.name], prefix + f.name))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, StrEnum):
-        return value.value
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, EarlyStopping):
-        return value.to_dict()
-    return value
