@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
+from .._io import atomic_write_text
 from ..card import ModelCard
 from ..config import Framework, TrainConfig
 from ..errors import CheckpointError, ConfigError, DatasetError
@@ -27,6 +27,7 @@ from ..train import data as tdata
 from ..train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ..train.features import extract_features, split_model
 from ..train.loop import FitState, evaluate_batches, train_one_epoch, update_state
+from ..train.outputs import save_state_dict, write_card, write_metrics, write_plots
 from ..train.schedules import build_optimizer
 from ..train.strategy import apply_strategy, set_train_mode
 
@@ -50,14 +51,6 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> None:
     torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def _save_state_dict(path: Path, model: nn.Module) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _class_weights(targets: list[int], num_classes: int) -> torch.Tensor:
@@ -242,9 +235,9 @@ def _train(
                 ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if isinstance(v, float)),
             )
             if is_best:
-                _save_state_dict(run.weights, model)
+                save_state_dict(run.weights, model)
             if config.checkpoint_frequency and (epoch + 1) % config.checkpoint_frequency == 0:
-                _save_state_dict(run.checkpoints / f"epoch-{epoch + 1:04d}.pt", model)
+                save_state_dict(run.checkpoints / f"epoch-{epoch + 1:04d}.pt", model)
             save_checkpoint(
                 run.last,
                 {
@@ -255,7 +248,7 @@ def _train(
                     "config": config.to_dict(),
                 },
             )
-            _write_metrics(run, config, state, split, test=None, wall=time.perf_counter() - started)
+            write_metrics(run, config, state, split, test=None, wall=time.perf_counter() - started)
         distributed.barrier(ctx)
 
     if state.stopped_early and ctx.is_main:
@@ -274,11 +267,11 @@ def _train(
                 autocast=autocast,
                 channels_last=config.channels_last,
             ).result(dataset.classes)
-        metrics = _write_metrics(
+        metrics = write_metrics(
             run, config, state, split, test=test, wall=time.perf_counter() - started
         )
-        _write_card(run, config, dataset, given_card, metrics, precision)
-        _write_plots(run, state, test, dataset.classes)
+        write_card(run, config, dataset, given_card, metrics, precision)
+        write_plots(run, state, test, dataset.classes)
     distributed.barrier(ctx)
     return run
 
@@ -300,75 +293,6 @@ def _restore(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, ct
     state = FitState.from_dict(ckpt["state"])
     log.info("resuming %s after epoch %d", run.root, state.epoch)
     return state
-
-
-def _selection(state: FitState) -> str:
-    if state.history and state.history[0].get("val_top1") is not None:
-        return "best epoch chosen on validation"
-    return "no validation split: best epoch chosen on training metrics (set val_per_class)"
-
-
-def _write_metrics(run, config, state: FitState, split, *, test, wall: float) -> dict[str, Any]:
-    metrics = {
-        "history": state.history,
-        "epochs_completed": state.epoch,
-        "best_epoch": state.best_epoch,
-        "selection": _selection(state),
-        "stopped_early": state.stopped_early,
-        "split_sizes": split.sizes,
-        "test": test,
-        "wall_seconds": wall,
-        "notes": list(config.notes),
-    }
-    atomic_write_json(run.metrics, metrics)
-    return metrics
-
-
-def _write_card(run, config, dataset, given: ModelCard | None, metrics, precision) -> None:
-    test = metrics.get("test") or {}
-    best = next((h for h in state_history(metrics) if h["epoch"] == metrics["best_epoch"]), {})
-    summary = {
-        "top1": test.get("top1"),
-        "top5": test.get("top5"),
-        "test_images": test.get("images"),
-        "best_epoch": metrics["best_epoch"],
-        "val_top1": best.get("val_top1"),
-        "train_top1": best.get("train_top1"),
-    }
-    extra = dict(given.extra) if given is not None else {}
-    extra.update(
-        strategy=config.strategy.value,
-        training_precision=precision.value,
-        synthetic_data=bool(getattr(dataset, "synthetic", False)),
-        weights=config.weights,
-    )
-    card = ModelCard(
-        arch=config.arch,
-        class_names=tuple(dataset.classes),
-        preprocess=tdata.preprocess_spec(config),
-        framework="torch",
-        format="checkpoint",
-        precision="fp32",
-        name=given.name if given is not None else "",
-        dataset=dataset.name,
-        source_sha256=sha256_file(run.weights),
-        metrics={k: v for k, v in summary.items() if v is not None},
-        extra=extra,
-    )
-    card.save(run.card)
-
-
-def state_history(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(metrics.get("history") or [])
-
-
-def _write_plots(run: RunDir, state: FitState, test, class_names) -> None:
-    from ..train.plots import plot_confusion, plot_curves
-
-    if state.history:
-        plot_curves(state.history, run.plots / "curves.png")
-    if test is not None:
-        plot_confusion(test["confusion"], class_names, run.plots / "confusion.png")
 
 
 def evaluate(run: RunDir | str | Path, *, data: str | Path, split: str = "test") -> dict[str, Any]:
