@@ -7,7 +7,7 @@ including ``BACKGROUND_Google``) and the real ImageNet SqueezeNet 1.1 features i
 a new 102-class head is trained). Strategy ``head`` with ``cache_features``: the frozen
 backbone runs once per image, then the head trains on the cache for many epochs.
 
-    python benchmarks/caltech101_finetune.py [--data ../shared/data] [--precision auto]
+    python benchmarks/caltech101_finetune.py [--data ../shared/data] [--precision bf16] [--epochs 10]
 
 Prints test top-1/top-5 and wall time (feature extraction, head epochs, test evaluation)
 and writes JSON with machine info to --out.
@@ -34,9 +34,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--precision", default="fp32", help="fp32 | bf16 | auto")
+    parser.add_argument("--precision", default="bf16", help="fp32 | bf16 | auto")
     parser.add_argument("--run", type=Path, default=Path("/tmp/caltech101_head_run"))
     parser.add_argument(
         "--out", type=Path, default=REPO / "benchmarks" / "results" / "caltech101_finetune.json"
