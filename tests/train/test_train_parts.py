@@ -93,3 +93,33 @@ def test_last_k_freezes_early_stages_and_keeps_them_in_eval():
     set_train_mode(model, plan)
     assert not model.bn1.training and not model.layer2[0].bn1.training
     assert model.layer4[0].bn1.training and model.fc.training
+
+
+def test_early_stopping_and_best_epoch_selection():
+    from caltech_edge.train.loop import FitState, update_state
+
+    cfg = TrainConfig(epochs=20).replace(
+        **{
+            "early_stopping.enabled": True,
+            "early_stopping.patience": 2,
+            "early_stopping.min_epochs": 3,
+        },
+    )
+    state = FitState()
+    flags = []
+    for epoch, acc in enumerate([0.5, 0.7, 0.6, 0.65, 0.69, 0.9], start=1):
+        flags.append(update_state(state, {"epoch": epoch, "val_top1": acc, "val_loss": 1.0}, cfg))
+        if state.stopped_early:
+            break
+    assert flags == [True, True, False, False]
+    assert state.stopped_early and state.epoch == 4 and state.best_epoch == 2
+    # without validation metrics the train metrics decide (and metrics.json says so)
+    state = FitState()
+    update_state(state, {"epoch": 1, "train_top1": 0.4, "train_loss": 2.0}, cfg)
+    update_state(state, {"epoch": 2, "train_top1": 0.8, "train_loss": 1.0}, cfg)
+    assert state.best_epoch == 2
+    rel = cfg.replace(early_stopping_tolerance="0.5")  # SageMaker's relative tolerance
+    state = FitState()
+    for epoch, acc in enumerate([0.4, 0.5, 0.55, 0.59], start=1):
+        update_state(state, {"epoch": epoch, "val_top1": acc, "val_loss": 1.0}, rel)
+    assert state.stopped_early  # +25% then +10% are below a 50% relative improvement
