@@ -90,6 +90,8 @@ def test_injected_model_keeps_card_extra(synthetic_root, tmp_path):
         weights="none",
         strategy="last_k",
         unfreeze_stages=1,
+        precision="bf16",  # CPU autocast path
+        channels_last=True,
         image_size=32,
         epochs=1,
         batch_size=8,
@@ -100,6 +102,9 @@ def test_injected_model_keeps_card_extra(synthetic_root, tmp_path):
     )
     saved = ModelCard.load(run.card)
     assert saved.extra["pruned"] is True and saved.extra["strategy"] == "last_k"
+    assert saved.extra["training_precision"] == "bf16"
+    history = json.loads(run.metrics.read_text())["history"]
+    assert history[0]["train_images"] == 16 and history[0]["train_loss"] > 0
     state = torch.load(run.weights, weights_only=True)
     assert isinstance(state, dict) and "fc.weight" in state
     reloaded, _ = load_torch_model(run)
