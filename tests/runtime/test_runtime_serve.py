@@ -99,12 +99,21 @@ def test_predict_real_jpegs_raw_and_multipart(server, request):
     assert status == 200
 
 
+def test_header_size_matches_decoder():
+    from caltech_edge.runtime.serve import image_size
+
+    img = np.zeros((37, 53, 3), np.uint8)
+    for ext in (".jpg", ".png"):
+        assert image_size(cv2.imencode(ext, img)[1].tobytes()) == (53, 37)
+    assert image_size(b"hello") is None
+
+
 def test_rejects_garbage_and_oversize(server):
     srv, _ = server
     status, body = _request(
         srv, "POST", "/predict", b"not an image at all", {"Content-Type": "image/jpeg"}
     )
-    assert status == 400 and "decodable" in body["error"]
+    assert status == 400 and "JPEG or PNG" in body["error"]
     status, body = _request(srv, "POST", "/predict", b"{}", {"Content-Type": "application/json"})
     assert status == 415
     status, body = _request(srv, "POST", "/predict", b"x" * 300_000, {"Content-Type": "image/jpeg"})
@@ -115,6 +124,15 @@ def test_rejects_garbage_and_oversize(server):
     assert status == 400
     status, _ = _request(srv, "GET", "/nope")
     assert status == 404
+    # a tiny PNG whose header claims 100k x 100k pixels: refused before decoding
+    png = bytearray(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    png[16:24] = (100_000).to_bytes(4, "big") * 2
+    status, body = _request(srv, "POST", "/predict", bytes(png), {"Content-Type": "image/png"})
+    assert status == 413 and "pixels" in body["error"]
+    status, body = _request(
+        srv, "POST", "/predict", b"GIF89a" + b"0" * 50, {"Content-Type": "image/gif"}
+    )
+    assert status == 400
     truncated = cv2.imencode(".jpg", np.full((64, 64, 3), 127, np.uint8))[1].tobytes()[:40]
     status, _ = _request(srv, "POST", "/predict", truncated, {"Content-Type": "image/jpeg"})
     assert status == 400

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 import threading
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -135,17 +136,45 @@ class HttpError(Exception):
         self.status = status
 
 
+def image_size(data: bytes) -> Optional[Tuple[int, int]]:
+    """(width, height) of a JPEG/PNG read from its header without decoding; None if neither."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    if data[:3] == b"\xff\xd8\xff":
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                i += 1
+                continue
+            marker = data[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            length = struct.unpack(">H", data[i + 2 : i + 4])[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+                return width, height
+            i += 2 + length
+        return (0, 0)  # a JPEG without a frame header: the decoder will refuse it
+    return None
+
+
 def decode_image(data: bytes) -> np.ndarray:
-    """Bytes -> BGR uint8; 400 for garbage, 413 for decompression bombs."""
+    """JPEG/PNG bytes -> BGR uint8; 400 for garbage, 413 for decompression bombs.
+
+    The pixel count is read from the header before decoding, so a small file that
+    claims a gigantic image is refused without allocating it.
+    """
     if not data:
         raise HttpError(400, "empty body: POST the JPEG or PNG bytes")
-    buf = np.frombuffer(data, dtype=np.uint8)
-    header = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_8)
-    if header is None:
-        raise HttpError(400, "the body is not a decodable image (send JPEG or PNG bytes)")
-    if header.shape[0] * header.shape[1] * 64 > MAX_PIXELS:
-        raise HttpError(413, "image has more than {} pixels".format(MAX_PIXELS))
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    size = image_size(data)
+    if size is None:
+        raise HttpError(400, "the body is not a JPEG or PNG image")
+    if size[0] * size[1] > MAX_PIXELS:
+        raise HttpError(
+            413, "image of {}x{} has more than {} pixels".format(size[0], size[1], MAX_PIXELS)
+        )
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise HttpError(400, "the body is not a decodable image (send JPEG or PNG bytes)")
     return image
