@@ -267,3 +267,10 @@ def test_fused_openvino_agrees_with_reference_preprocessing(edge_artifacts):
     pa = {p["index"]: p["probability"] for p in a["predictions"]}
     pb = {p["index"]: p["probability"] for p in b["predictions"]}
     assert max(abs(pa[i] - pb[i]) for i in pa) < 0.05  # same pixels up to interpolation
+
+
+def test_buffer_same_seq_twice_keeps_counts(tmp_path):
+    buf = DiskBuffer(tmp_path / "b.sqlite")
+    buf.put(1, "t", b"aaaa")
+    buf.put(1, "t", b"bb")
+    assert len(buf) == 1 and buf.nbytes == 2 and buf.pending()[0][2] == b"bb"

@@ -145,6 +145,12 @@ class DiskBuffer:
                     self._count -= 1
                     self._bytes -= int(old_size)
                     self._bump("dropped_oldest")
+                old = self._conn.execute(
+                    "SELECT size FROM queue WHERE seq=?", (int(seq),)
+                ).fetchone()
+                if old is not None:  # same seq again (state reset): replace, keep counts right
+                    self._count -= 1
+                    self._bytes -= int(old[0])
                 self._conn.execute(
                     "INSERT OR REPLACE INTO queue(seq, topic, payload, size) VALUES(?, ?, ?, ?)",
                     (int(seq), topic, sqlite3.Binary(payload), size),
