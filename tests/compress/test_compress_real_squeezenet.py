@@ -65,3 +65,20 @@ def test_real_squeezenet_int8_keeps_top1_and_passes_verification(real):
     assert top1_int8 >= top1_fp32 - 0.05  # 60 test images: 3 images of slack
     report = verify_artifact(q, against=real["onnx"], images=real["images"])  # D's default limits
     assert report.passed and report.top1_agreement >= 0.9
+
+
+def test_real_squeezenet_openvino_int8_keeps_top1(real):
+    from caltech_edge.compress.openvino_int8 import quantize_openvino
+    from caltech_edge.export.onnx import read_onnx_card
+    from caltech_edge.export.openvino import onnx_to_openvino
+    from caltech_edge.runtime.backends import open_runtime
+
+    card = read_onnx_card(real["onnx"])
+    xml = onnx_to_openvino(real["onnx"], real["work"] / "ir" / "model.xml", card=card)
+    q = quantize_openvino(xml, real["work"] / "ov8" / "model.xml", calibration=real["calib"])
+    fp32 = _logits(real["onnx"], real["images"])
+    int8 = open_runtime(q).infer(real["images"])
+    assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.9
+    assert (int8.argmax(1) == real["labels"]).mean() >= (
+        fp32.argmax(1) == real["labels"]
+    ).mean() - 0.05
