@@ -93,7 +93,9 @@ def compress_report(
             Variant(f"{tag}FP32 torch eager", model=model_, **common),
             Variant(f"{tag}FP32 ONNX Runtime", artifact=onnx_path, **common),
             Variant(f"{tag}FP32 OpenVINO (f32 hint)", artifact=xml, precision_hint="f32", **common),
-            Variant(f"{tag}OpenVINO default (bf16 on AMX)", artifact=xml, **common),
+            Variant(
+                f"{tag}OpenVINO default precision (bf16 if the CPU has it)", artifact=xml, **common
+            ),
             Variant(f"{tag}INT8 ONNX Runtime", artifact=ort8, precision="int8", **common),
             Variant(f"{tag}INT8 OpenVINO", artifact=ov8, precision="int8", **common),
         ]
