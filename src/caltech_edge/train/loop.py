@@ -66,8 +66,8 @@ def train_one_epoch(
 ) -> dict[str, Any]:
     """One pass over ``batches``; returns loss, top-1, images/s (summed over ranks)."""
     set_mode()
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    correct = torch.zeros((), dtype=torch.int64)
+    loss_sum = 0.0
+    correct = 0
     seen = 0
     start = time.perf_counter()
     lr = config.learning_rate
@@ -92,18 +92,19 @@ def train_one_epoch(
                 optimizer.step()
             n = labels.shape[0]
             seen += n
-            with torch.no_grad():
-                loss_sum += loss.detach().double() * n
-                correct += (logits.argmax(1) == labels).sum()
+            # Plain Python numbers: a few microseconds per batch (argmax builds no graph).
+            batch_loss = loss.item()
+            loss_sum += batch_loss * n
+            correct += int((logits.argmax(1) == labels).sum())
             if progress:
                 rate = seen * ctx.world_size / max(time.perf_counter() - start, 1e-9)
-                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}", refresh=False)
+                bar.set_postfix(loss=f"{batch_loss:.3f}", img_s=f"{rate:.0f}", refresh=False)
                 bar.update(1)
     finally:
         bar.close()
     seconds = time.perf_counter() - start
     totals = distributed.all_reduce_sum(
-        ctx, np.array([loss_sum.item(), correct.item(), seen, seconds])
+        ctx, np.array([loss_sum, correct, seen, seconds], dtype=np.float64)
     )
     images = int(totals[2])
     return {
