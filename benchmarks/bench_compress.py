@@ -66,12 +66,14 @@ def _round_robin(fns: dict, sample, *, rounds: int, iters: int) -> dict[str, dic
     return best
 
 
-def _real_calibration(data: Path, spec, n: int):
+def _real_calibration(data: Path, spec, n: int, split=None):
     from caltech_edge.data.calibration import CalibrationReader
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return CalibrationReader.from_dataset(data / "caltech256-sample", spec=spec, calib_size=n)
+        return CalibrationReader.from_dataset(
+            data / "caltech256-sample", spec=spec, calib_size=n, split=split
+        )
 
 
 # -- part 1 ----------------------------------------------------------------------------
@@ -319,7 +321,7 @@ def pruning(args, work: Path) -> dict:
         epochs=args.epochs,
         batch_size=32,
         learning_rate=0.001,
-        train_per_class=30,
+        train_per_class=args.train_per_class,
         strategy="full",
         seed=0,
     )
@@ -328,7 +330,7 @@ def pruning(args, work: Path) -> dict:
     results = {}
     variants = []
     images, labels = test_images(base, root, limit=None)
-    calib = _real_calibration(args.data, base.load_card().preprocess, 150)
+    calib = _real_calibration(args.data, base.load_card().preprocess, 150, split=base.split)
     for tag, run in [("fine-tuned FP32", base)]:
         m, c = load_torch_model(run)
         onnx_path = export_onnx(m, c, work / "p0" / "model.onnx")
@@ -396,10 +398,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--calib", type=int, default=150)
-    parser.add_argument("--epochs", type=int, default=4, help="fine-tune epochs per prune step")
+    parser.add_argument("--epochs", type=int, default=12, help="fine-tune epochs per prune step")
     parser.add_argument("--prune-amounts", type=float, nargs="+", default=[0.3, 0.5])
     parser.add_argument("--prune-steps", type=int, default=2)
-    parser.add_argument("--prune-lr", type=float, default=0.002)
+    parser.add_argument("--prune-lr", type=float, default=0.005)
+    parser.add_argument("--train-per-class", type=int, default=30, help="pruning part's split")
     parser.add_argument("--parts", nargs="+", default=["speed", "accuracy", "pruning"])
     parser.add_argument("--isa-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
