@@ -257,7 +257,7 @@ def test_fused_openvino_agrees_with_reference_preprocessing(edge_artifacts):
 
     assert crop_box(480, 640, 224, 256) == (30, 110, 450, 530)
     ref = load_model(edge_artifacts["openvino"], precision_hint="f32")
-    fused = load_fused(edge_artifacts["openvino"], precision_hint="f32", resize="pillow")
+    fused = load_fused(edge_artifacts["openvino"], precision_hint="f32", resize="area")
     rng = np.random.default_rng(0)
     base = cv2.resize(
         rng.integers(0, 255, (12, 16, 3), dtype=np.uint8), (160, 120), interpolation=cv2.INTER_CUBIC
@@ -267,6 +267,16 @@ def test_fused_openvino_agrees_with_reference_preprocessing(edge_artifacts):
     pa = {p["index"]: p["probability"] for p in a["predictions"]}
     pb = {p["index"]: p["probability"] for p in b["predictions"]}
     assert max(abs(pa[i] - pb[i]) for i in pa) < 0.05  # same pixels up to interpolation
+    # the uint8 square fed to the graph is the reference crop up to resampling
+    from caltech_edge.data.transforms import denormalize, preprocess
+
+    smooth = rng.integers(0, 255, (3, 4, 3), dtype=np.uint8)  # camera-like: no pixel-level noise
+    frame = cv2.resize(smooth, (640, 480), interpolation=cv2.INTER_LINEAR)
+    reference = denormalize(preprocess(frame, fused.spec, input_order="BGR"), fused.spec)
+    for mode, tolerance in (("area", 5.0), ("linear", 8.0)):  # of 255; 32 px model
+        fused.runtime.resize = mode
+        square_rgb = fused.runtime.crop_resize(frame)[..., ::-1].astype(np.float32)
+        assert np.abs(square_rgb - reference).mean() < tolerance, mode
 
 
 def test_buffer_same_seq_twice_keeps_counts(tmp_path):
