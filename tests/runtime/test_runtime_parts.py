@@ -284,3 +284,14 @@ def test_buffer_same_seq_twice_keeps_counts(tmp_path):
     buf.put(1, "t", b"aaaa")
     buf.put(1, "t", b"bb")
     assert len(buf) == 1 and buf.nbytes == 2 and buf.pending()[0][2] == b"bb"
+
+
+def test_cli_infer_fused_with_prefetch_falls_back_cleanly(edge_artifacts, video, tmp_path):
+    from runtime_helpers import run_cli
+
+    proc = run_cli("infer", "--model", str(edge_artifacts["openvino"]), "--source", str(video), "--fused",
+                   "--prefetch", "--max-frames", "5", "--json", "--buffer-dir", str(tmp_path))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    payloads = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [p["seq"] for p in payloads] == [1, 2, 3, 4, 5]
+    assert all(p["model"]["backend"] == "openvino-fused" for p in payloads)

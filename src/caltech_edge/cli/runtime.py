@@ -60,6 +60,11 @@ def _register_infer(sub: Any) -> None:
     p.add_argument("--max-frames", type=int, help="stop after N good frames")
     p.add_argument("--rate", type=float, help="read at most this many frames per second")
     p.add_argument(
+        "--fused",
+        action="store_true",
+        help="OpenVINO IR only: preprocessing compiled into the graph (fast device path)",
+    )
+    p.add_argument(
         "--prefetch",
         action="store_true",
         help="preprocess the next frame while the model runs (more frames/s, +1 frame latency)",
@@ -141,9 +146,17 @@ def _infer(args: argparse.Namespace) -> int:
     from ..runtime.sources import open_source
     from ..runtime.stream import MjpegStream
 
-    model = load_model(
-        args.model, backend=args.backend, precision_hint=args.precision_hint, threads=args.threads
-    )
+    if args.fused:
+        from ..runtime.fused import load_fused
+
+        model = load_fused(args.model, precision_hint=args.precision_hint, threads=args.threads)
+    else:
+        model = load_model(
+            args.model,
+            backend=args.backend,
+            precision_hint=args.precision_hint,
+            threads=args.threads,
+        )
     interpret = InterpretConfig(
         every=args.every,
         smooth=args.smooth,

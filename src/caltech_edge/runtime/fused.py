@@ -134,6 +134,8 @@ class FusedOpenVino:
 class FusedEdgeModel(EdgeModel):
     """:class:`EdgeModel` whose preprocessing runs inside the OpenVINO graph."""
 
+    supports_prefetch = False  # the graph takes raw frames, not preprocessed tensors
+
     def __init__(self, runtime: FusedOpenVino, *, path: Union[str, Path] = "") -> None:
         super().__init__(runtime, path=path)
         self.info["backend"] = runtime.name

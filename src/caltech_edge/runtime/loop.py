@@ -124,6 +124,7 @@ def run(
     cfg = interpreter.config
     frames = inferences = published = bad_roi = 0
     started = time.perf_counter()
+    prefetch = prefetch and getattr(model, "supports_prefetch", True)
     items = _prefetched(source, model, interpreter, roi) if prefetch else _plain(source)
     for index, frame, chw in items:
         if stop is not None and stop.is_set():

@@ -69,6 +69,8 @@ def artifact_hash(path: Union[str, Path]) -> str:
 class EdgeModel:
     """A runtime plus its card: ``predict(frame_bgr)`` and ``predict_batch(frames)``."""
 
+    supports_prefetch = True  # predict_tensor() accepts a tensor preprocessed elsewhere
+
     def __init__(
         self, runtime: Runtime, *, path: Union[str, Path] = "", card: Optional[ModelCard] = None
     ) -> None:
