@@ -7,10 +7,13 @@ its order is a function of (seed, epoch) only, which is what makes resume exact 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
 from ..config import AugmentationType, TrainConfig
 from ..data.datasets import ImageDataset, open_dataset
@@ -93,15 +96,18 @@ class Loader:
         self.sampler = DistributedSampler(
             dataset, num_replicas=replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False
         )
-        self.loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=self.sampler,
-            num_workers=num_workers,
-            persistent_workers=False,
-        )
+        if isinstance(dataset, TensorDataset):  # cached features: slice whole batches
+            self.loader: Any = _TensorBatches(dataset.tensors, self.sampler, batch_size)
+        else:
+            self.loader = DataLoader(
+                dataset,
+                batch_size=batch_size,
+                sampler=self.sampler,
+                num_workers=num_workers,
+                persistent_workers=False,
+            )
 
-    def epoch(self, epoch: int) -> DataLoader:
+    def epoch(self, epoch: int) -> Iterable[tuple[torch.Tensor, ...]]:
         self.sampler.set_epoch(epoch)
         set_epoch = getattr(self.dataset, "set_epoch", None)
         if set_epoch is not None:  # per-epoch augmentation draws
@@ -112,11 +118,30 @@ class Loader:
         return len(self.loader)
 
 
+class _TensorBatches:
+    """Batches of in-memory tensors in the sampler's order, one slice per batch.
+
+    A DataLoader over a TensorDataset fetches and stacks sample by sample, which costs
+    more than training a small head on the batch; the order (and so the result) is the
+    same as ``DataLoader(dataset, sampler=sampler, batch_size=batch_size)``.
+    """
+
+    def __init__(self, tensors: tuple[torch.Tensor, ...], sampler: Any, batch_size: int) -> None:
+        self.tensors, self.sampler, self.batch_size = tensors, sampler, batch_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        order = torch.as_tensor(list(iter(self.sampler)), dtype=torch.long)
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield tuple(t[index] for t in self.tensors)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler) / self.batch_size)
+
+
 def unshuffled(dataset: Dataset, *, batch_size: int, num_workers: int = 0) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
 def tensor_dataset(features: torch.Tensor, labels: torch.Tensor) -> Dataset:
-    from torch.utils.data import TensorDataset
-
     return TensorDataset(features, labels)
