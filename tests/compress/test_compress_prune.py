@@ -65,6 +65,14 @@ def test_unstructured_sparsity_is_exact_and_zips_smaller():
         prune(model, amount=1.5)
 
 
+def test_round_to_keeps_channel_counts_simd_friendly():
+    model = create_model("squeezenet1_1", 5, weights=None).eval()
+    prune(model, amount=0.3, structured=True, arch="squeezenet1_1", image_size=SIZE, round_to=8)
+    widths = [m.out_channels for n, m in model.named_modules()
+              if isinstance(m, nn.Conv2d) and n != "classifier.1"]  # fmt: skip
+    assert all(w % 8 == 0 for w in widths) and sum(widths) < 2200  # unpruned: 2,944
+
+
 def test_reshape_handles_depthwise_convolutions():
     model = create_model("mobilenet_v2", 3, weights=None)
     prune(model, amount=0.3, structured=True, arch="mobilenet_v2", image_size=SIZE)
@@ -92,7 +100,7 @@ def pruned_run(tiny_run, synthetic_root, tmp_path_factory):
     from caltech_edge.rundir import RunDir
 
     out = tmp_path_factory.mktemp("pruned")
-    argv = ["prune", str(tiny_run.root), "--amount", "0.5", "--structured", "--steps", "2",
+    argv = ["prune", str(tiny_run.root), "--amount", "0.5", "--structured", "--steps", "2", "--round-to", "4",
             "--finetune-epochs", "1", "--lr", "0.005", "--data", str(synthetic_root),
             "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
@@ -107,7 +115,8 @@ def test_prune_run_saves_a_plain_run_that_reloads(pruned_run, tiny_model):
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     assert (pruned_run.root / "split.json").is_file() and (pruned_run.root / "step1").is_dir()
     model, card = load_torch_model(pruned_run)
-    assert card.extra["pruned"]["structured"] is True
+    assert card.extra["pruned"]["structured"] is True and card.extra["pruned"]["round_to"] == 4
+    assert all(m.out_channels % 4 == 0 for m in model.modules() if isinstance(m, nn.Conv2d))
     original, _ = tiny_model
     assert count_parameters(model) < count_parameters(original) / 1.6
     assert count_macs(model, SIZE) < count_macs(original, SIZE) / 1.6

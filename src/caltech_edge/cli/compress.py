@@ -68,6 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--lr", type=float, default=None, help="fine-tune learning rate (default: the run's)"
     )
     p.add_argument("--data", type=Path, help="dataset root, needed to fine-tune")
+    p.add_argument(
+        "--round-to",
+        type=int,
+        default=None,
+        help="keep channel counts multiples of N (e.g. 8: SIMD-friendly widths)",
+    )
     p.add_argument("--out", type=Path, required=True, help="new run directory")
     p.set_defaults(func=_prune)
 
@@ -161,6 +167,7 @@ def _prune(args: argparse.Namespace) -> int:
         finetune_epochs=args.finetune_epochs,
         data=args.data,
         learning_rate=args.lr,
+        round_to=args.round_to,
     )
     print_json(json.loads((run.root / PRUNE_FILE).read_text()))
     return 0

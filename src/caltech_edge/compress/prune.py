@@ -174,6 +174,7 @@ def prune(
     image_size: int = 224,
     steps: int = 1,
     exclude: tuple[str, ...] | None = None,
+    round_to: int | None = None,
 ) -> dict[str, float]:
     """Prune ``model`` in place; returns before/after statistics.
 
@@ -194,7 +195,12 @@ def prune(
         from .prune_structured import ChannelPruner
 
         pruner = ChannelPruner(
-            model, amount=amount, image_size=image_size, steps=steps, ignore=exclude
+            model,
+            amount=amount,
+            image_size=image_size,
+            steps=steps,
+            ignore=exclude,
+            round_to=round_to,
         )
         for _ in range(steps):
             pruner.step()

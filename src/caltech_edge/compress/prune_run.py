@@ -104,6 +104,7 @@ def prune_run(
     data: str | Path | None = None,
     learning_rate: float | None = None,
     importance: str = "l2",
+    round_to: int | None = None,
     progress: bool = True,
 ) -> RunDir:
     """Prune the torch run ``run`` into ``out``; returns the new :class:`RunDir`."""
@@ -132,7 +133,12 @@ def prune_run(
     for i, ratio in enumerate(step_ratios(float(amount), int(steps)) if structured else [amount]):
         if structured:
             ChannelPruner(
-                model, amount=ratio, image_size=size, ignore=(head,), importance=importance
+                model,
+                amount=ratio,
+                image_size=size,
+                ignore=(head,),
+                importance=importance,
+                round_to=round_to,
             ).step()
         else:
             prune_unstructured(model, amount=amount, exclude=(head,))
@@ -144,6 +150,7 @@ def prune_run(
                     "structured": bool(structured),
                     "amount": float(amount),
                     "steps": int(steps),
+                    "round_to": round_to,
                     "from_sha256": sha256_file(source.weights),
                 },
             }

@@ -43,6 +43,7 @@ class ChannelPruner:
         steps: int = 1,
         ignore: tuple[str, ...] = (),
         importance: str = "l2",
+        round_to: int | None = None,
     ) -> None:
         tp = require("torch_pruning", "torch", "structured pruning")
         if not 0.0 < float(amount) < 1.0:
@@ -62,6 +63,7 @@ class ChannelPruner:
             pruning_ratio=float(amount),
             iterative_steps=int(steps),
             ignored_layers=ignored,
+            round_to=round_to,  # e.g. 8: channel counts stay multiples of the SIMD width
         )
         model.train(was_training)
 
