@@ -182,6 +182,9 @@ def test_fp16_ir_halves_the_weights(tiny_exports, tiny_test_images, tmp_path):
     assert xml.with_suffix(".bin").stat().st_size < 0.6 * fp32_bin
     ref, out = _ov_logits(tiny_exports["openvino"], images), _ov_logits(xml, images)
     assert (ref.argmax(1) == out.argmax(1)).mean() >= 0.95
+    from_ir = fp16_ir(tiny_exports["openvino"], tmp_path / "ir" / "fp16.xml")  # IR -> IR
+    assert from_ir.with_suffix(".bin").stat().st_size < 0.6 * fp32_bin
+    assert json.loads(sidecar_path(from_ir).read_text())["precision"] == "fp16"
 
 
 def test_dynamic_quantization_touches_only_the_classifier_of_a_convnet(tiny_exports, tmp_path):

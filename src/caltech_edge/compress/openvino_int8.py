@@ -147,10 +147,18 @@ def quantize_openvino(
 
 
 def fp16_ir(source: str | Path, out_xml: str | Path, *, card: ModelCard | None = None) -> Path:
-    """IR with FP16 weights (half the file; the CPU plugin still computes in f32/bf16)."""
+    """IR with FP16 weights (half the file; the CPU plugin still computes in f32/bf16).
+
+    From ONNX this is the export stage's converter (``onnx_to_openvino(fp16=True)``); an
+    existing FP32 IR is re-saved with compressed weights.
+    """
     ov = require("openvino", "openvino", "FP16 IR")
     src = Path(source)
     base = source_card(src, card)
+    if src.suffix == ".onnx":
+        from ..export.openvino import onnx_to_openvino
+
+        return onnx_to_openvino(src, out_xml, card=base, fp16=True)
     model = ov.Core().read_model(str(src))
     new_card = derived_card(base, src, precision="fp16", fmt="openvino")
     return save_openvino(model, out_xml, new_card, fp16=True)
