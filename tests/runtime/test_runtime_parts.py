@@ -295,3 +295,19 @@ def test_cli_infer_fused_with_prefetch_falls_back_cleanly(edge_artifacts, video,
     payloads = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [p["seq"] for p in payloads] == [1, 2, 3, 4, 5]
     assert all(p["model"]["backend"] == "openvino-fused" for p in payloads)
+
+
+def test_fast_preprocess_is_close_to_the_reference(edge_artifacts):
+    from caltech_edge.runtime import load_model
+
+    ref = load_model(edge_artifacts["onnxruntime"])
+    fast = load_model(edge_artifacts["onnxruntime"], fast_preprocess="linear")
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        frame = cv2.resize(rng.integers(0, 255, (3, 4, 3), dtype=np.uint8), (640, 480))
+        a, b = ref.predict(frame, top_k=3), fast.predict(frame, top_k=3)
+        pa = {p["index"]: p["probability"] for p in a["predictions"]}
+        pb = {p["index"]: p["probability"] for p in b["predictions"]}
+        assert max(abs(pa[i] - pb[i]) for i in pa) < 0.05
+    with pytest.raises(ValueError, match="resize must be one of"):
+        load_model(edge_artifacts["onnxruntime"], fast_preprocess="cubic").predict(frame)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
 from ..errors import CaltechEdgeError
@@ -79,3 +80,38 @@ def crop_roi(frame: np.ndarray, roi: Optional[Sequence[float]]) -> np.ndarray:
             )
         )
     return frame[y0:y1, x0:x1]
+
+
+#: OpenCV interpolation for the crop-first fast path: "linear" is fast (~0.1 ms for a
+#: 640x480 frame), "area" matches the reference interpolation (~1.2 ms).
+RESIZE_ALGORITHMS = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}
+
+
+def crop_box(
+    height: int, width: int, image_size: int, resize_size: int
+) -> Tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the region that resize-then-center-crop keeps."""
+    side = round(min(height, width) * image_size / float(resize_size))
+    top = round((height - side) / 2.0)
+    left = round((width - side) / 2.0)
+    return top, left, top + side, left + side
+
+
+def crop_resize(frame: np.ndarray, spec: Any, resize: str = "linear") -> np.ndarray:
+    """The fast path: crop the kept square first, then resize only it (uint8, any order).
+
+    Approximates ``resize_shorter`` + ``center_crop`` of the reference preprocessing
+    (crop-then-resize rounding; and the interpolation with ``"linear"``) at a fraction of
+    the cost on camera-sized frames.
+    """
+    if resize not in RESIZE_ALGORITHMS:
+        raise BadFrameError(
+            "resize must be one of {}, got {!r}".format(sorted(RESIZE_ALGORITHMS), resize)
+        )
+    size = spec.image_size
+    top, left, bottom, right = crop_box(frame.shape[0], frame.shape[1], size, spec.resize_size)
+    square = frame[top:bottom, left:right]
+    if square.shape[0] != size or square.shape[1] != size:
+        flag = RESIZE_ALGORITHMS[resize] if square.shape[0] > size else cv2.INTER_LINEAR
+        square = cv2.resize(square, (size, size), interpolation=flag)
+    return np.ascontiguousarray(square)

@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
-import cv2
 import numpy as np
 
 from .._registry import require
@@ -34,21 +33,14 @@ from ..data.transforms import as_rgb
 from ..errors import ConfigError
 from .backends._card import openvino_card_from_model
 from .base import check_precision_hint
-from .frames import check_frame, crop_roi
+from .frames import (
+    RESIZE_ALGORITHMS,
+    check_frame,
+    crop_box,  # noqa: F401 - re-exported
+    crop_resize,
+    crop_roi,
+)
 from .predictor import EdgeModel
-
-#: OpenCV interpolation of the crop: "linear" is fast, "area" matches the reference.
-RESIZE_ALGORITHMS = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}
-
-
-def crop_box(
-    height: int, width: int, image_size: int, resize_size: int
-) -> Tuple[int, int, int, int]:
-    """(top, left, bottom, right) of the region that resize-then-center-crop keeps."""
-    side = round(min(height, width) * image_size / float(resize_size))
-    top = round((height - side) / 2.0)
-    left = round((width - side) / 2.0)
-    return top, left, top + side, left + side
 
 
 class FusedOpenVino:
@@ -110,17 +102,7 @@ class FusedOpenVino:
 
     def crop_resize(self, frame_bgr: np.ndarray) -> np.ndarray:
         """uint8 BGR frame -> uint8 BGR ``image_size`` square (crop first, then resize)."""
-        spec = self.card.preprocess
-        size = spec.image_size
-        top, left, bottom, right = crop_box(
-            frame_bgr.shape[0], frame_bgr.shape[1], size, spec.resize_size
-        )
-        square = frame_bgr[top:bottom, left:right]
-        if square.shape[0] != size or square.shape[1] != size:
-            shrinking = square.shape[0] > size
-            flag = RESIZE_ALGORITHMS[self.resize] if shrinking else cv2.INTER_LINEAR
-            square = cv2.resize(square, (size, size), interpolation=flag)
-        return np.ascontiguousarray(square)
+        return crop_resize(frame_bgr, self.card.preprocess, self.resize)
 
     def infer_frame(self, frame_bgr: np.ndarray) -> np.ndarray:
         """Raw BGR uint8 HxWx3 frame -> logits (1, num_classes)."""
