@@ -8,6 +8,7 @@ This module stays Python 3.8-compatible.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, Tuple
 
@@ -25,6 +26,18 @@ def require(module: str, extra: str, purpose: str = "") -> Any:
         raise MissingDependencyError(module, extra, purpose or None) from exc
 
 
+def available(module: str) -> bool:
+    """Whether ``module`` could be imported, without importing it.
+
+    Checking an entry's requirements must not import them: importing mxnet, for one, drops
+    torch to a single thread unless the backend's own import wrapper restores it.
+    """
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package is missing
+        return False
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str
@@ -35,7 +48,8 @@ class Entry:
 
     def load(self) -> Any:
         for module in self.requires:
-            require(module, self.extra or module, purpose="{!r}".format(self.name))
+            if not available(module):
+                raise MissingDependencyError(module, self.extra or module, "{!r}".format(self.name))
         module_name, _, attr = self.target.partition(":")
         obj = importlib.import_module(module_name)
         for part in attr.split(".") if attr else ():

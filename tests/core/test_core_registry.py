@@ -65,3 +65,13 @@ def test_atomic_write_gives_normal_permissions(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644  # readable by the device's other users
+
+
+def test_checking_requirements_does_not_import_them():
+    import sys
+
+    reg = Registry("framework")
+    reg.register("stdlib", "json:dumps", requires=("xml.dom.minidom",), extra="none")
+    sys.modules.pop("xml.dom.minidom", None)
+    reg.get("stdlib")
+    assert "xml.dom.minidom" not in sys.modules

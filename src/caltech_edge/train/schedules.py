@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..config import Optimizer, Scheduler, TrainConfig
+
+if TYPE_CHECKING:  # torch is imported where it is used: the Gluon trainer shares lr_factor
+    import torch
 
 
 def build_optimizer(param_groups: Iterable[dict], config: TrainConfig) -> torch.optim.Optimizer:
     """One optimizer for ``param_groups`` (each with its own ``lr``)."""
+    import torch
+
     groups = [g for g in param_groups if g["params"]]
     if not groups:
         raise ValueError("nothing to train: every parameter is frozen")
