@@ -202,7 +202,8 @@ def quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print) ->
 
     with stages.stage(f"prune {cfg.prune_amount:.0%} of channels + fine-tune"):
         pruned = prune_run(run, out=out / "run-pruned", amount=cfg.prune_amount, structured=True,
-                           finetune_epochs=cfg.finetune_epochs, data=data, progress=cfg.progress)  # fmt: skip
+                           steps=2, finetune_epochs=cfg.finetune_epochs, data=data,
+                           progress=cfg.progress)  # fmt: skip
         summary["prune"] = {"run": str(pruned.root), **evaluate(pruned, data=data, split="test")}
         summary["prune"].pop("confusion", None)
         summary["prune"].pop("per_class", None)

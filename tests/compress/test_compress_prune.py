@@ -101,19 +101,29 @@ def pruned_run(tiny_run, synthetic_root, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("pruned")
     argv = ["prune", str(tiny_run.root), "--amount", "0.5", "--structured", "--steps", "2", "--round-to", "4",
-            "--finetune-epochs", "1", "--lr", "0.005", "--data", str(synthetic_root),
+            "--finetune-epochs", "1", "--data", str(synthetic_root),
             "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     return RunDir(out)
 
 
-def test_prune_run_saves_a_plain_run_that_reloads(pruned_run, tiny_model):
+def test_prune_run_saves_a_plain_run_that_reloads(pruned_run, tiny_model, tiny_run):
     stats = json.loads((pruned_run.root / "prune.json").read_text())
     assert stats["macs_ratio"] >= 1.6 and stats["params_ratio"] >= 1.6
     assert len(stats["history"]) == 2 and all("finetuned_top1" in h for h in stats["history"])
     state = torch.load(pruned_run.weights, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     assert (pruned_run.root / "split.json").is_file() and (pruned_run.root / "step1").is_dir()
+    from caltech_edge.compress.prune_run import FINETUNE_LR_FRACTION
+    from caltech_edge.config import TrainConfig
+
+    base_lr = (
+        TrainConfig.from_file(tiny_run.config).learning_rate
+        if tiny_run.config.is_file()
+        else TrainConfig().learning_rate
+    )
+    finetune_lr = TrainConfig.from_file(pruned_run.root / "step1" / "config.json").learning_rate
+    assert finetune_lr == pytest.approx(base_lr * FINETUNE_LR_FRACTION)  # fine-tune, not retrain
     model, card = load_torch_model(pruned_run)
     assert card.extra["pruned"]["structured"] is True and card.extra["pruned"]["round_to"] == 4
     assert all(m.out_channels % 4 == 0 for m in model.modules() if isinstance(m, nn.Conv2d))

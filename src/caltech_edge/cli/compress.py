@@ -65,7 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--finetune-epochs", type=int, default=0, help="fine-tune epochs after each step"
     )
     p.add_argument(
-        "--lr", type=float, default=None, help="fine-tune learning rate (default: the run's)"
+        "--lr",
+        type=float,
+        default=None,
+        help="fine-tune learning rate (default: a tenth of the run's)",
     )
     p.add_argument("--data", type=Path, help="dataset root, needed to fine-tune")
     p.add_argument(

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 PRUNE_FILE = "prune.json"
 
 
+FINETUNE_LR_FRACTION = 0.1  # default fine-tune lr as a fraction of the source run's
+
+
 def step_ratios(amount: float, steps: int) -> list[float]:
     """Per-step fractions of the *current* channels that give a linear schedule overall.
 
@@ -71,8 +74,14 @@ def _finetune(
         "lr_scheduler_step": (),
         "warmup_epochs": 0.0,
     }
-    if learning_rate is not None:
-        overrides["learning_rate"] = float(learning_rate)
+    # A pruned network is already close to a good solution: the training learning rate
+    # throws that away (measured on the quickstart: 56% top-1 at the run's lr, 94-96% at a
+    # tenth of it), so fine-tuning defaults to a tenth of the run's rate.
+    overrides["learning_rate"] = (
+        float(learning_rate)
+        if learning_rate is not None
+        else base.learning_rate * FINETUNE_LR_FRACTION
+    )
     if source.split.is_file():
         overrides["split_file"] = str(source.split)
     config = base.replace(**overrides)
