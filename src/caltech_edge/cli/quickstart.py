@@ -24,6 +24,7 @@ def register(sub: Any) -> None:
     p.add_argument("--weights", help="imagenet | none | PATH (default: none on synthetic data)")
     p.add_argument("--image-size", type=int, help="input size (default 64 synthetic, 224 real)")
     p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--classes", type=int, default=6, help="synthetic classes")
     p.add_argument("--per-class", type=int, default=48, help="synthetic images per class")
     p.add_argument("--train-per-class", type=int, default=30)
@@ -44,6 +45,7 @@ def _quickstart(args: argparse.Namespace) -> int:
         weights=args.weights,
         image_size=args.image_size,
         epochs=args.epochs,
+        batch_size=args.batch_size,
         classes=args.classes,
         per_class=args.per_class,
         train_per_class=args.train_per_class,

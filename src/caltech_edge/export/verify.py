@@ -9,7 +9,11 @@ the dataset the model is exported for. Tolerances by precision (see :data:`TOLER
 * fp32: max |logit diff| <= ``rtol`` x max(1, max |source logit|) and cosine >= 0.99999
   -- tight enough that OpenVINO's bf16 default mode fails it, so FP32 IR is compiled
   with the ``f32`` inference precision hint here (the default mode is reported aside);
-* fp16 / int8: judged by top-1 agreement (>= 0.97 / >= 0.90) and a cosine floor.
+* fp16: top-1 agreement >= 0.97 and a cosine floor;
+* int8: top-1 agreement >= 0.90 only. The lowest per-image cosine is reported, not judged:
+  on a model with small, nearly equal logits (early in training, few classes) INT8 noise
+  alone drives it near 0 while every prediction still agrees, and agreement is what a
+  device's output depends on.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ Predict = Callable[[np.ndarray], np.ndarray]
 TOLERANCES: dict[str, dict[str, float]] = {
     "fp32": {"rtol": 2e-4, "min_cosine": 0.99999, "min_top1_agreement": 0.0},
     "fp16": {"rtol": float("inf"), "min_cosine": 0.999, "min_top1_agreement": 0.97},
-    "int8": {"rtol": float("inf"), "min_cosine": 0.95, "min_top1_agreement": 0.90},
+    "int8": {"rtol": float("inf"), "min_cosine": -1.0, "min_top1_agreement": 0.90},
 }
 DEFAULT_IMAGES = 48
 
