@@ -62,12 +62,19 @@ def time_ms(fn: Callable[[], Any], *, warmup: int = 5, iters: int = 30) -> Timin
 
 
 def time_interleaved(
-    fns: Mapping[str, Callable[[], Any]], *, warmup: int = 5, iters: int = 30, rounds: int = 5
+    fns: Mapping[str, Callable[[], Any]],
+    *,
+    warmup: int = 5,
+    iters: int = 30,
+    rounds: int = 5,
+    settle_s: float = 0.05,
 ) -> dict[str, Timing]:
     """Time several callables in alternating rounds so machine load hits all of them alike.
 
     Timing one candidate after another lets a burst of background load land on one of them
     only; interleaving spreads it, which keeps the *ratios* honest on a shared machine.
+    Before each block we pause ``settle_s``: ONNX Runtime's and OpenVINO's worker threads
+    spin for a while after a call, and would otherwise steal the cores of the next candidate.
     """
     per_round = max(1, iters // rounds)
     for fn in fns.values():
@@ -76,6 +83,7 @@ def time_interleaved(
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            time.sleep(settle_s)
             for _ in range(per_round):
                 start = time.perf_counter()
                 fn()
