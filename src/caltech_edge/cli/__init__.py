@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -28,10 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        module_name = f"{__name__}.{name}"
-        if importlib.util.find_spec(module_name) is None:  # stage not built yet
-            continue
-        importlib.import_module(module_name).register(sub)
+        importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
 
 
