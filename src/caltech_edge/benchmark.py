@@ -144,7 +144,7 @@ def _eval_set(card: ModelCard, run: RunDir | None, data: str | Path | None, limi
     from .data.datasets import open_dataset
     from .data.loader import iter_batches
     from .data.splits import Split
-    from .export.verify import _label_map, load_images
+    from .export.verify import label_map, load_images
 
     if run is None or not run.split.is_file():
         images = load_images(card, data=data, limit=limit)
@@ -154,7 +154,7 @@ def _eval_set(card: ModelCard, run: RunDir | None, data: str | Path | None, limi
     indices = split.test[:limit] if limit else split.test
     if not indices:
         raise CaltechEdgeError(f"{run.split}: the test split is empty; nothing to measure on")
-    mapping = _label_map(ds.classes, card)
+    mapping = label_map(ds.classes, card)
     batches = list(iter_batches(ds, indices, card.preprocess, batch_size=64))
     return (np.concatenate([b for b, _ in batches]),
             mapping[np.concatenate([y for _, y in batches])])  # fmt: skip

@@ -96,7 +96,7 @@ class VerifyReport:
 _PREFIX = re.compile(r"^\d+\.")
 
 
-def _label_map(dataset_classes: Sequence[str], card: ModelCard) -> np.ndarray:
+def label_map(dataset_classes: Sequence[str], card: ModelCard) -> np.ndarray:
     """Dataset label -> card index, by exact name or by name without the ``NNN.`` prefix."""
     exact = {name: i for i, name in enumerate(card.class_names)}
     bare = {_PREFIX.sub("", name): i for i, name in enumerate(card.class_names)}
@@ -140,7 +140,7 @@ def load_images(
             for ix in per_class:
                 if ix and (not limit or len(order) < limit):
                     order.append(ix.pop(0))
-        mapping = _label_map(ds.classes, card)
+        mapping = label_map(ds.classes, card)
         batch, labels = [], []
         for i in order:
             rgb, label = ds[i]
