@@ -32,7 +32,7 @@ from ..card import ModelCard
 from ..data.transforms import as_rgb
 from ..errors import ConfigError
 from .backends._card import openvino_card_from_model
-from .base import check_precision_hint
+from .backends.openvino import compile_config
 from .frames import (
     RESIZE_ALGORITHMS,
     check_frame,
@@ -68,12 +68,7 @@ class FusedOpenVino:
         self._model = self._core.read_model(str(self.path))
         self.card = card if card is not None else openvino_card_from_model(self._model, self.path)
         self.input_name = self._model.inputs[0].get_any_name()
-        self._config = {}  # type: Dict[str, Any]
-        hint = check_precision_hint(precision_hint)
-        if hint is not None:
-            self._config["INFERENCE_PRECISION_HINT"] = hint
-        if threads:
-            self._config["INFERENCE_NUM_THREADS"] = int(threads)
+        self._config = compile_config(precision_hint, threads)
         self._request = self._build().create_infer_request()
 
     def _build(self) -> Any:

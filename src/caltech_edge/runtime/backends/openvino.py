@@ -9,7 +9,7 @@ FP32 arithmetic, which parity checks of FP32 artifacts need. Python 3.8-compatib
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
@@ -18,6 +18,17 @@ from ...card import ModelCard
 from ...errors import BackendError, CaltechEdgeError
 from ..base import check_batch, check_precision_hint
 from ._card import openvino_card_from_model
+
+
+def compile_config(precision_hint: Optional[str], threads: Optional[int]) -> Dict[str, Any]:
+    """OpenVINO CPU properties for a precision hint ("f32" for parity checks) and threads."""
+    config = {}  # type: Dict[str, Any]
+    hint = check_precision_hint(precision_hint)
+    if hint is not None:
+        config["INFERENCE_PRECISION_HINT"] = hint
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
 
 
 class OpenVinoRuntime:
@@ -37,11 +48,7 @@ class OpenVinoRuntime:
         ov = require("openvino", "openvino", purpose="the openvino backend")
         self.path = Path(path)
         self.precision_hint = check_precision_hint(precision_hint)
-        config = {}
-        if self.precision_hint is not None:
-            config["INFERENCE_PRECISION_HINT"] = self.precision_hint
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
+        config = compile_config(precision_hint, threads)
         try:
             core = ov.Core()
             model = core.read_model(str(self.path))
