@@ -111,12 +111,13 @@ def plot_accuracy_vs_latency(rows: Sequence[BenchRow], path: Path) -> Path | Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for r in points:
-        marker = "s" if r.baseline else "o"
-        ax.scatter(r.median_ms, 100 * r.top1, marker=marker, s=50)
-        ax.annotate(r.format, (r.median_ms, 100 * r.top1), fontsize=8,
-                    xytext=(4, 4), textcoords="offset points")  # fmt: skip
+    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=110)
+    # A legend, not text labels: formats of equal accuracy sit on one line and labels collide.
+    for i, r in enumerate(points):
+        ax.scatter(r.median_ms, 100 * r.top1, marker="s" if r.baseline else "o", s=60,
+                   color=plt.cm.tab20(i % 20), label=r.format, alpha=0.9)  # fmt: skip
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.margins(x=0.15, y=0.15)
     ax.set_xscale("log")
     ax.set_xlabel("median latency, batch 1 (ms, log scale)")
     ax.set_ylabel("top-1 accuracy (%)")
