@@ -72,6 +72,8 @@ def plot_confusion(
             for i in range(n):
                 for j in range(n):
                     if matrix[i, j]:
-                        ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7)
+                        color = "white" if norm[i, j] > 0.5 else "black"  # readable on dark cells
+                        ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
+                                color=color)  # fmt: skip
     ax.set(title=title, xlabel="predicted", ylabel="true")
     return _save(fig, Path(path))
