@@ -6,8 +6,7 @@ device runtime never imports torch or mxnet.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ._registry import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -24,8 +23,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'caltech_edge' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

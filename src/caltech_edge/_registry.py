@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Callable, Dict, Iterator, Tuple
 
 from .errors import MissingDependencyError, UnknownNameError
 
@@ -24,6 +24,22 @@ def require(module: str, extra: str, purpose: str = "") -> Any:
         if exc.name is not None and exc.name.split(".")[0] != top:
             raise  # the package is there but one of *its* imports failed: show that
         raise MissingDependencyError(module, extra, purpose or None) from exc
+
+
+def lazy_getattr(package: str, exports: Dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` (PEP 562) importing each public name from its module on first use.
+
+    Packages expose their API this way so that importing them costs nothing and pulls in no
+    framework: the device runtime must import without torch or mxnet.
+    """
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError("module {!r} has no attribute {!r}".format(package, name))
+        return getattr(importlib.import_module(module), name)
+
+    return __getattr__
 
 
 def available(module: str) -> bool:

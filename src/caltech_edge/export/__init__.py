@@ -7,8 +7,7 @@ imported lazily so ``import caltech_edge.export`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._registry import lazy_getattr
 
 _LAZY = {
     "FORMATS": "caltech_edge.export.formats",
@@ -27,8 +26,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'caltech_edge.export' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -6,8 +6,7 @@ imported lazily, so ``import caltech_edge.runtime`` costs nothing until one is u
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._registry import lazy_getattr
 
 _LAZY = {
     "load_model": "caltech_edge.runtime.predictor",
@@ -34,8 +33,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError("module 'caltech_edge.runtime' has no attribute {!r}".format(name))
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
