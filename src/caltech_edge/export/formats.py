@@ -35,6 +35,8 @@ class ExportFormat:
     made_from: str = "model"  # "model" or the name of the row it is converted from
     options: dict[str, Any] = field(default_factory=dict)
     needs_calibration: bool = False
+    # Named isolated environment (caltech_edge.toolchains) the producer runs in; "" = the core.
+    toolchain: str = ""
 
     @property
     def suffix(self) -> str:
@@ -67,6 +69,7 @@ _ROWS = (
         backend="mxnet",
         precision="fp32",
         extra="mxnet",
+        toolchain="mxnet",
         description="MXNet model-symbol.json + model-0000.params for mx.mod.Module (DeepLens)",
         made_from="onnx",
     ),
