@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="post-training INT8 quantization of an exported model",
         description="Static INT8 of an ONNX model (ONNX Runtime QDQ, uint8 activations, "
         "per-channel int8 weights) or an OpenVINO IR (NNCF), calibrated on training images, "
-        "then verified against its FP32 source by top-1 agreement.",
+        "then verified against its FP32 source by top-1 agreement. With no options the "
+        "back end's recipes are tried in order on held-out calibration images (no labels "
+        "needed) until one agrees with FP32 on --agreement-target of them.",
     )
     q.add_argument("source", type=Path, help=".onnx / .xml file, or an export directory")
     q.add_argument("--backend", choices=sorted(BACKEND_SOURCES), default="onnxruntime")
@@ -42,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--exclude-classifier", action="store_true", help="keep the final layer in float"
     )
+    q.add_argument(
+        "--agreement-target",
+        type=float,
+        default=0.99,
+        help="top-1 agreement with FP32 the recipe search aims for (default 0.99)",
+    )
+    q.add_argument("--recipe", default=None, help="run only this named recipe of the back end")
     q.add_argument("--no-verify", action="store_true", help="skip the top-1 agreement check")
     q.add_argument("--out", type=Path, required=True, help="output directory")
     q.set_defaults(func=_quantize)
@@ -128,7 +137,12 @@ def _quantize(args: argparse.Namespace) -> int:
         split=args.split,
         input_name=card.input_name or "data",
     )
-    options = {"method": args.method, "exclude_classifier": args.exclude_classifier}
+    options = {
+        "method": args.method,
+        "exclude_classifier": args.exclude_classifier,
+        "target": args.agreement_target,
+        "recipe": args.recipe,
+    }
     if args.max_drop is not None:
         options["max_drop"] = args.max_drop  # quantize() refuses it for onnxruntime
         if args.backend == "openvino":
@@ -140,11 +154,13 @@ def _quantize(args: argparse.Namespace) -> int:
         out = quantize(
             src, out=args.out, backend=args.backend, calibration=calib, card=card, **options
         )
+    quant = source_card(out).extra.get("quantization") or {}
     result = {
         "artifact": out,
         "source": src,
         "backend": args.backend,
         "calibration_images": len(calib),
+        **{k: quant[k] for k in ("recipe", "agreement", "recipes_tried") if k in quant},
     }
     if not args.no_verify:
         from ..export.verify import verify_artifact

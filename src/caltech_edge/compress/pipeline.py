@@ -61,10 +61,9 @@ def compress_report(
     from ..data.calibration import CalibrationReader
     from ..export.onnx import export_onnx
     from ..export.openvino import onnx_to_openvino
-    from .onnx_int8 import quantize_onnx
-    from .openvino_int8 import quantize_openvino
     from .prune import count_macs, count_parameters
     from .prune_run import prune_run
+    from .quantize import quantize_file
 
     run = run if isinstance(run, RunDir) else RunDir(run)
     out = Path(out)
@@ -82,12 +81,14 @@ def compress_report(
     def family(model_, card_, prefix: str, p: int, m: int, tag: str) -> list[Variant]:
         onnx_path = export_onnx(model_, card_, out / prefix / "onnx" / "model.onnx")
         xml = onnx_to_openvino(onnx_path, out / prefix / "openvino" / "model.xml", card=card_)
-        ort8 = quantize_onnx(
-            onnx_path, out / prefix / "onnx-int8" / "model.onnx", calibration=calib
-        )
-        ov8 = quantize_openvino(
-            xml, out / prefix / "openvino-int8" / "model.xml", calibration=calib
-        )
+        ort8 = quantize_file(  # accuracy-aware: recipes searched on held-out calibration
+            onnx_path, out / prefix / "onnx-int8" / "model.onnx", backend="onnxruntime",
+            calibration=calib, card=card_,
+        )  # fmt: skip
+        ov8 = quantize_file(
+            xml, out / prefix / "openvino-int8" / "model.xml", backend="openvino",
+            calibration=calib, card=card_,
+        )  # fmt: skip
         common = {"params": p, "macs": m}
         return [
             Variant(f"{tag}FP32 torch eager", model=model_, **common),
