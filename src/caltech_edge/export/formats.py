@@ -37,6 +37,9 @@ class ExportFormat:
     needs_calibration: bool = False
     # Named isolated environment (caltech_edge.toolchains) the producer runs in; "" = the core.
     toolchain: str = ""
+    # "module:function" checking an artifact that cannot run here (Core ML off macOS, an
+    # Edge TPU compile); "" = numeric verification through the row's runtime backend.
+    verifier: str = ""
 
     @property
     def suffix(self) -> str:
@@ -49,6 +52,13 @@ class ExportFormat:
 
     def load_producer(self) -> Callable[..., Any]:
         module, _, attr = self.producer.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def load_verifier(self) -> Callable[..., Any] | None:
+        """The row's own verifier, or ``None`` for the numeric check of ``export.verify``."""
+        if not self.verifier:
+            return None
+        module, _, attr = self.verifier.partition(":")
         return getattr(importlib.import_module(module), attr)
 
 
@@ -118,6 +128,86 @@ _ROWS = (
         made_from="openvino",
         needs_calibration=True,
         options={"backend": "openvino"},  # accuracy-aware recipe search
+    ),
+    ExportFormat(
+        name="tflite",
+        artifact="model.tflite",
+        producer="caltech_edge.export.tflite:export_tflite",
+        backend="litert",
+        precision="fp32",
+        extra="litert",
+        description="LiteRT/TFLite FP32, NHWC input; card + labels in flatbuffer metadata",
+    ),
+    ExportFormat(
+        name="tflite-fp16",
+        artifact="model.tflite",
+        producer="caltech_edge.export.tflite:export_tflite",
+        backend="litert",
+        precision="fp16",
+        extra="litert",
+        description="LiteRT/TFLite with FP16 weights (half size; FP16 on GPU delegates)",
+        options={"fp16": True},
+    ),
+    ExportFormat(
+        name="tflite-int8",
+        artifact="model.tflite",
+        producer="caltech_edge.export.tflite:export_tflite_int8",
+        backend="litert",
+        precision="int8",
+        extra="litert",
+        description="LiteRT full-integer INT8 (int8 I/O) by PT2E; Edge TPU op report beside",
+        needs_calibration=True,
+    ),
+    ExportFormat(
+        name="edgetpu",
+        artifact="model_edgetpu.tflite",
+        producer="caltech_edge.export.edgetpu:compile_edgetpu",
+        backend="litert",
+        precision="int8",
+        extra="litert",
+        description="Coral: edgetpu_compiler on tflite-int8 when on PATH, else the command",
+        made_from="tflite-int8",
+        verifier="caltech_edge.export.verify_devices:verify_edgetpu",
+    ),
+    ExportFormat(
+        name="executorch",
+        artifact="model.pte",
+        producer="caltech_edge.export.executorch:export_executorch",
+        backend="executorch",
+        precision="fp32",
+        extra="executorch",
+        description="ExecuTorch .pte lowered to XNNPACK (Arm CPUs: Raspberry Pi, phones)",
+    ),
+    ExportFormat(
+        name="executorch-int8",
+        artifact="model.pte",
+        producer="caltech_edge.export.executorch:export_executorch_int8",
+        backend="executorch",
+        precision="int8",
+        extra="executorch",
+        description="ExecuTorch .pte INT8 by PT2E with the XNNPACK quantizer",
+        needs_calibration=True,
+    ),
+    ExportFormat(
+        name="coreml",
+        artifact="model.mlpackage",
+        producer="caltech_edge.export.coreml:export_coreml",
+        backend="coreml",
+        precision="fp16",
+        extra="coreml",
+        description="Core ML ML Program: image input with the card's preprocessing, labels",
+        verifier="caltech_edge.export.verify_devices:verify_coreml",
+    ),
+    ExportFormat(
+        name="onnx-trt-int8",
+        artifact="model.onnx",
+        producer="caltech_edge.export.tensorrt:export_trt_int8",
+        backend="onnxruntime",
+        precision="int8",
+        extra="torch",
+        description="QDQ INT8 ONNX for TensorRT (symmetric); carries the trtexec command",
+        made_from="onnx",
+        needs_calibration=True,
     ),
 )
 

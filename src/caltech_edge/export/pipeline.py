@@ -248,6 +248,11 @@ def _produce(
 
         return export_run_symbol(src.gluon_run, dst.parent)[0]  # the run's own symbol/params
     options = dict(fmt.options)
+    if fmt.made_from == "model" and src.model is None:
+        raise ExportError(
+            f"format {fmt.name!r} converts a torch model and {src.description} is a Gluon "
+            "model; export it to onnx/openvino instead"
+        )
     if fmt.needs_calibration:
         if data is None:
             raise ExportError(
@@ -260,6 +265,8 @@ def _produce(
             data, spec=card.preprocess, batch_size=1
         )
     producer = fmt.load_producer()
+    if fmt.made_from == "model":  # tflite, executorch, coreml: straight from the torch model
+        return Path(producer(src.model, card, dst, **options))
     return Path(producer(artifacts[fmt.made_from], dst, card=card, **options))
 
 
@@ -321,7 +328,8 @@ def export(
         reference = predict(images.batch)
         for name, path in artifacts.items():
             bar.set_postfix_str(f"verify {name}")
-            reports[name] = verify_artifact(
+            verifier = FORMATS[name].load_verifier() or verify_artifact
+            reports[name] = verifier(
                 path,
                 against=src.against,
                 images=images,

@@ -70,15 +70,26 @@ class VerifyReport:
     source_accuracy: float | None = None  # top-1 vs labels, when labels map to the card
     artifact_accuracy: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # "numeric" (run on the images), "structural" (inspected, not run: Core ML off macOS)
+    # or "not-run" (nothing to run here, e.g. no edgetpu_compiler); see verify_devices.
+    kind: str = "numeric"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["tolerance"] = {
             k: (None if v == float("inf") else v) for k, v in self.tolerance.items()
         }
+        for key in ("max_abs_diff", "mean_abs_diff", "cosine", "top1_agreement"):
+            if out[key] != out[key]:  # NaN: nothing was compared (strict JSON has no NaN)
+                out[key] = None
         return out
 
     def summary(self) -> str:
+        if self.kind != "numeric":
+            return (
+                f"{'PASS' if self.passed else 'FAIL'} {self.artifact} [{self.backend}, "
+                f"{self.precision}] {self.kind.upper()}: {self.extra.get('note', '')}"
+            )
         acc = (
             f", accuracy {self.artifact_accuracy:.3f} (source {self.source_accuracy:.3f})"
             if self.artifact_accuracy is not None and self.source_accuracy is not None
@@ -265,9 +276,10 @@ def verify_artifact(
     naming the artifact and the numbers; the report is returned either way otherwise.
     """
     from ..runtime.backends import open_runtime
+    from .device_runners import open_for_verify
 
     artifact = Path(artifact)
-    rt = open_runtime(artifact, backend=backend, card=card, precision_hint="f32")
+    rt = open_for_verify(artifact, backend=backend, card=card, precision_hint="f32")
     predict, source_card, source_name = resolve_source(against, card=rt.card)
     if tuple(source_card.class_names) != tuple(rt.card.class_names):
         raise VerificationError(
