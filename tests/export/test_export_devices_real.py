@@ -1,0 +1,98 @@
+"""The real SqueezeNet 1.1 Caltech-256 weights in the device formats, on real Caltech-256
+photos: FP32/FP16 give PyTorch's top-1; INT8 (one recipe each, to keep the test short; the
+export rows search several) agrees on >= 96% and stays within 3 points of its accuracy. The
+full 533-image figures with the recipe search are in docs/export.md."""
+
+from __future__ import annotations
+
+import pytest
+
+from caltech_edge.export.verify import load_images, torch_predictor, verify_artifact
+from caltech_edge.export.pipeline import load_checkpoint_source
+
+IMAGES = 100  # 20 per class of the 5 sample classes
+
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def real(shared_data, squeezenet_weights, sample_root):
+    classes = shared_data / "weights" / "squeezenet1_1_caltech256_idx_to_class.txt"
+    source = load_checkpoint_source(squeezenet_weights, "squeezenet1_1", classes)
+    images = load_images(source.card, data=sample_root, limit=IMAGES)
+    reference = torch_predictor(source.model)(images.batch)
+    return source, images, reference
+
+
+@pytest.fixture(scope="module")
+def calibration(real, sample_root):
+    from caltech_edge.data.calibration import CalibrationReader
+
+    source = real[0]
+    return CalibrationReader.from_dataset(sample_root, spec=source.card.preprocess, warn=False)
+
+
+def _check(path, real, backend, *, fp: bool):
+    source, images, reference = real
+    report = verify_artifact(
+        path, against=source.model, images=images, reference=reference, backend=backend,
+        card=None, check=False,
+    )  # fmt: skip
+    print(f"\n{report.summary()}")
+    assert report.images == IMAGES and report.passed, report.summary()
+    assert 0.75 <= report.source_accuracy <= 0.92
+    if fp:
+        assert report.top1_agreement == 1.0
+        assert report.artifact_accuracy == report.source_accuracy
+    else:
+        assert report.top1_agreement >= 0.96
+        assert report.artifact_accuracy >= report.source_accuracy - 0.03
+    return report
+
+
+def test_real_tflite_fp32_and_int8(real, calibration, tmp_path):
+    from caltech_edge.export.tflite import export_tflite, quantize_tflite
+
+    source = real[0]
+    fp32 = export_tflite(source.model, source.card, tmp_path / "fp32" / "model.tflite")
+    assert _check(fp32, real, "litert", fp=True).max_abs_diff < 1e-3
+    int8 = quantize_tflite(
+        source.model, source.card, tmp_path / "int8" / "model.tflite", calibration=calibration
+    )
+    _check(int8, real, "litert", fp=False)
+
+
+def test_real_executorch_fp32_and_int8(real, calibration, tmp_path):
+    from caltech_edge.export.executorch import export_executorch, quantize_executorch
+
+    source = real[0]
+    fp32 = export_executorch(source.model, source.card, tmp_path / "fp32" / "model.pte")
+    assert _check(fp32, real, "executorch", fp=True).max_abs_diff < 1e-3
+    int8 = quantize_executorch(
+        source.model, source.card, tmp_path / "int8" / "model.pte", calibration=calibration
+    )
+    _check(int8, real, "executorch", fp=False)
+
+
+def test_real_onnx_trt_int8(real, calibration, tmp_path):
+    from caltech_edge.export.onnx import export_onnx
+    from caltech_edge.export.tensorrt import quantize_trt_onnx
+
+    source = real[0]
+    onnx_path = export_onnx(source.model, source.card, tmp_path / "model.onnx")
+    int8 = quantize_trt_onnx(
+        onnx_path, tmp_path / "trt" / "model.onnx", calibration=calibration
+    )
+    _check(int8, real, "onnxruntime", fp=False)
+
+
+def test_real_coreml_structure(real, tmp_path):
+    from caltech_edge.export.coreml import export_coreml
+    from caltech_edge.export.verify_devices import verify_coreml
+
+    source = real[0]
+    path = export_coreml(source.model, source.card, tmp_path / "model.mlpackage")
+    report = verify_coreml(path, against=source.model, images=real[1], reference=real[2])
+    assert report.passed, report.summary()
+    if report.kind == "structural":  # off macOS
+        assert len(report.extra["found"]["labels"]) == 256
