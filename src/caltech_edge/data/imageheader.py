@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, Callable, Dict, NamedTuple, Optional, Tuple
 
 #: Bytes every reader may assume are in ``head`` (shorter only for shorter files).
 HEAD_BYTES = 64
@@ -35,14 +34,14 @@ class Header(NamedTuple):
     orientation_at: int = -1
 
     @property
-    def oriented_size(self) -> tuple[int, int]:
+    def oriented_size(self) -> Tuple[int, int]:
         """(width, height) after the orientation is applied (5..8 swap the axes)."""
         if self.orientation in (5, 6, 7, 8):
             return self.height, self.width
         return self.width, self.height
 
 
-def sniff(head: bytes) -> str | None:
+def sniff(head: bytes) -> Optional[str]:
     """The image format from the first bytes of a file, or None if it is not an image."""
     if head[:3] == b"\xff\xd8\xff":
         return "jpeg"
@@ -59,7 +58,7 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def tiff_tags(data: bytes, start: int = 0) -> dict[int, int]:
+def tiff_tags(data: bytes, start: int = 0) -> Dict[int, int]:
     """Width, height and orientation tags of IFD0 of the TIFF structure at ``data[start:]``.
 
     EXIF blocks are TIFF structures, so JPEG/PNG/WebP orientation and TIFF size share this.
@@ -73,7 +72,7 @@ def tiff_tags(data: bytes, start: int = 0) -> dict[int, int]:
     if offset + 2 > len(tiff):
         return {}
     count = min(struct.unpack(endian + "H", tiff[offset : offset + 2])[0], _MAX_IFD_ENTRIES)
-    tags: dict[int, int] = {}
+    tags: Dict[int, int] = {}
     for i in range(count):
         entry = tiff[offset + 2 + 12 * i : offset + 14 + 12 * i]
         if len(entry) < 12:
@@ -88,12 +87,12 @@ def tiff_tags(data: bytes, start: int = 0) -> dict[int, int]:
     return tags
 
 
-def _orientation(tags: dict[int, int]) -> int:
+def _orientation(tags: Dict[int, int]) -> int:
     value = tags.get(_EXIF_ORIENTATION, 1)
     return value if 1 <= value <= 8 else 1
 
 
-def _jpeg(fh: BinaryIO, head: bytes) -> Header | None:
+def _jpeg(fh: BinaryIO, head: bytes) -> Optional[Header]:
     """Walk the marker segments to the first SOF; an APP1 Exif segment before it gives
     the orientation."""
     fh.seek(2)
@@ -132,7 +131,7 @@ def _jpeg(fh: BinaryIO, head: bytes) -> Header | None:
             return None
 
 
-def _png(fh: BinaryIO, head: bytes) -> Header | None:
+def _png(fh: BinaryIO, head: bytes) -> Optional[Header]:
     """IHDR gives the size; an eXIf chunk before the first IDAT the orientation."""
     if len(head) < 24 or head[12:16] != b"IHDR":
         return None
@@ -151,7 +150,7 @@ def _png(fh: BinaryIO, head: bytes) -> Header | None:
     return Header(width, height)
 
 
-def _gif(fh: BinaryIO, head: bytes) -> Header | None:
+def _gif(fh: BinaryIO, head: bytes) -> Optional[Header]:
     """The larger of the logical screen and the first frame: a frame may claim more."""
     if len(head) < 13:
         return None
@@ -176,7 +175,7 @@ def _gif(fh: BinaryIO, head: bytes) -> Header | None:
     return Header(width, height)
 
 
-def _bmp(fh: BinaryIO, head: bytes) -> Header | None:
+def _bmp(fh: BinaryIO, head: bytes) -> Optional[Header]:
     if len(head) < 26:
         return None
     if struct.unpack("<I", head[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
@@ -202,7 +201,7 @@ def _webp_exif(fh: BinaryIO) -> int:
     return 1
 
 
-def _webp(fh: BinaryIO, head: bytes) -> Header | None:
+def _webp(fh: BinaryIO, head: bytes) -> Optional[Header]:
     """VP8 (lossy), VP8L (lossless) or VP8X (extended: canvas size, maybe EXIF)."""
     chunk = head[12:16]
     if chunk == b"VP8 " and len(head) >= 30 and head[23:26] == b"\x9d\x01\x2a":
@@ -219,7 +218,7 @@ def _webp(fh: BinaryIO, head: bytes) -> Header | None:
     return None
 
 
-def _tiff(fh: BinaryIO, head: bytes) -> Header | None:
+def _tiff(fh: BinaryIO, head: bytes) -> Optional[Header]:
     """IFD0's ImageWidth/ImageLength (the page the decoders read) and Orientation."""
     endian = "<" if head[:2] == b"II" else ">"
     if len(head) < 8:
@@ -259,7 +258,7 @@ def without_orientation(data: bytes, fmt: str, header: Header) -> bytes:
 
 
 #: format name -> header reader (``fh`` positioned anywhere, ``head`` its first bytes).
-READERS: dict[str, Callable[[BinaryIO, bytes], Header | None]] = {
+READERS: Dict[str, Callable[[BinaryIO, bytes], Optional[Header]]] = {
     "jpeg": _jpeg,
     "png": _png,
     "gif": _gif,
@@ -269,7 +268,7 @@ READERS: dict[str, Callable[[BinaryIO, bytes], Header | None]] = {
 }
 
 
-def read_header(fmt: str, fh: BinaryIO, head: bytes) -> Header | None:
+def read_header(fmt: str, fh: BinaryIO, head: bytes) -> Optional[Header]:
     """The :class:`Header` of an open file of format ``fmt``; None if it is unreadable."""
     try:
         return READERS[fmt](fh, head)
