@@ -268,6 +268,12 @@ def _register_serve(sub: Any) -> None:
         "--max-queue", type=int, default=16, help="requests waiting beyond --workers; then 503"
     )
     p.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a queued request waits for a worker before 503",
+    )
+    p.add_argument(
         "--timeout",
         type=int,
         default=30,
@@ -293,6 +299,7 @@ def _serve(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         workers=args.workers,
         max_queue=args.max_queue,
+        queue_timeout=args.queue_timeout,
         timeout=args.timeout,
     )
     # docker stop / systemd send SIGTERM: close connections cleanly, exit 0
