@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -113,7 +113,7 @@ class ReadSource(FrameSource):
         self.max_backoff = float(max_backoff)
         self.max_reconnects = max_reconnects
         self._sleep = sleep
-        self.backoffs = []  # type: List[float]  # waits actually made, for logs and tests
+        self.backoffs: List[float] = []  # waits actually made, for logs and tests
         self._attempts = 0
 
     def _reopen(self, first: bool) -> Optional[ReadFn]:

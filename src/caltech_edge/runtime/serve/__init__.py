@@ -56,8 +56,8 @@ def _json_channel() -> Any:
     over the cap, 431, 500) are JSON like the app's, not text/plain."""
     global _CHANNEL
     if _CHANNEL is None:
-        from waitress.channel import HTTPChannel
-        from waitress.task import ErrorTask
+        from waitress.channel import HTTPChannel  # type: ignore[import-untyped]
+        from waitress.task import ErrorTask  # type: ignore[import-untyped]
 
         class JsonErrorTask(ErrorTask):  # type: ignore[misc]
             def execute(self) -> None:
@@ -131,7 +131,7 @@ class EdgeServer:
 
     def serve_forever(self) -> None:
         """Serve until :meth:`shutdown` (or KeyboardInterrupt); closes everything on exit."""
-        from waitress import wasyncore
+        from waitress import wasyncore  # type: ignore[import-untyped]
 
         self._serving = True
         adj = self._server.adj
@@ -154,7 +154,7 @@ class EdgeServer:
             self._close()
 
     def _close(self) -> None:
-        from waitress import wasyncore
+        from waitress import wasyncore  # type: ignore[import-untyped]
 
         if self._closed:
             return
@@ -190,7 +190,7 @@ def make_server(
     stays usable; larger ones are answered 413 and the connection closed.
     """
     try:
-        from waitress.server import create_server
+        from waitress.server import create_server  # type: ignore[import-untyped]
     except ImportError:
         raise MissingDependencyError("waitress", "serve", "caltech-edge serve") from None
     address = _resolve(host, port)

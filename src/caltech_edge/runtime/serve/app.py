@@ -129,7 +129,8 @@ def _multipart_file(content_type: str, body: bytes) -> bytes:
         raise HttpError(400, "malformed multipart/form-data body")
     for part in message.iter_parts():
         if part.get_filename() is not None or part.get_content_maintype() == "image":
-            return part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)
+            return payload if isinstance(payload, bytes) else b""
     raise HttpError(400, "multipart/form-data body has no file part")
 
 
