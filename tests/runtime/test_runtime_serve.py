@@ -283,6 +283,29 @@ def test_idle_and_stalled_connections_are_closed(model):
         srv.shutdown()
 
 
+def test_trickling_request_is_closed_at_the_read_deadline(model):
+    """A slow-loris client sending a byte every 0.3 s is never idle, yet gets cut off."""
+    srv = _start(model, timeout=30, read_timeout=2)
+    try:
+        with socket.create_connection(srv.server_address, timeout=10) as sock:
+            start = time.monotonic()
+            request = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+            closed = False
+            for i in range(60):
+                try:
+                    sock.sendall(request[i : i + 1] or b"x")
+                except OSError:  # reset or broken pipe: the server closed it
+                    closed = True
+                    break
+                time.sleep(0.3)
+            if not closed:
+                sock.settimeout(5)
+                closed = sock.recv(1024) == b""
+        assert closed and time.monotonic() - start < 10
+    finally:
+        srv.shutdown()
+
+
 def test_cli_serve_starts_on_loopback(edge_onnx):
     import re
     import subprocess

@@ -279,6 +279,12 @@ def _register_serve(sub: Any) -> None:
         default=30,
         help="seconds before an idle or stalled connection closes",
     )
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=120.0,
+        help="seconds one request (headers and body) may take to arrive",
+    )
     p.set_defaults(func=_serve)
 
 
@@ -301,6 +307,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         queue_timeout=args.queue_timeout,
         timeout=args.timeout,
+        read_timeout=args.read_timeout,
     )
     # docker stop / systemd send SIGTERM: close connections cleanly, exit 0
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

@@ -12,6 +12,7 @@ describe it. The application (:mod:`.app`) is plain WSGI; it runs on waitress (t
   request on a keep-alive connection, chunked uploads are de-chunked, and a body larger
   than the server-side cap is answered 413 and the connection closed,
 * idle and stalled connections closed after ``timeout`` seconds (keep-alive and uploads),
+  and requests that trickle in for longer than ``read_timeout`` seconds (slow-loris),
 * a bounded number of open connections (``connection_limit``; the rest wait in the backlog)
   and a bounded thread pool; the app's admission answers 503 with ``Retry-After`` when
   ``workers`` requests run and ``max_queue`` wait,
@@ -27,6 +28,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from typing import Any, Optional, Tuple
 
 from ...errors import ConfigError, MissingDependencyError
@@ -48,18 +50,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_CHANNEL = None  # type: Any  # the waitress channel class with JSON errors, built once
+_ERROR_TASK = None  # type: Any  # waitress's error task answering JSON, built once
 
 
-def _json_channel() -> Any:
-    """waitress's HTTP channel whose own error answers (400 malformed request, 413 body
-    over the cap, 431, 500) are JSON like the app's, not text/plain."""
-    global _CHANNEL
-    if _CHANNEL is None:
-        from waitress.channel import HTTPChannel  # type: ignore[import-untyped]
+def _json_error_task() -> Any:
+    global _ERROR_TASK
+    if _ERROR_TASK is None:
         from waitress.task import ErrorTask  # type: ignore[import-untyped]
 
         class JsonErrorTask(ErrorTask):  # type: ignore[misc]
+            """waitress's own error answers (400 malformed request, 413 body over the cap,
+            431, 500) in JSON like the app's, not text/plain."""
+
             def execute(self) -> None:
                 err = self.request.error
                 body = json.dumps({"error": "{}: {}".format(err.reason, err.body)}).encode()
@@ -69,11 +71,38 @@ def _json_channel() -> Any:
                 self.content_length = len(body)
                 self.write(body)
 
-        class JsonChannel(HTTPChannel):  # type: ignore[misc]
-            error_task_class = JsonErrorTask
+        _ERROR_TASK = JsonErrorTask
+    return _ERROR_TASK
 
-        _CHANNEL = JsonChannel
-    return _CHANNEL
+
+def _channel_class(read_timeout: float) -> Any:
+    """waitress's HTTP channel with JSON errors and a deadline for reading one request.
+
+    waitress's ``channel_timeout`` closes connections that go silent; a client trickling a
+    byte every few seconds never does. Here the whole request (headers and body) must
+    arrive within ``read_timeout`` seconds of its first byte, or the connection is closed.
+    """
+    from waitress.channel import HTTPChannel  # type: ignore[import-untyped]
+
+    class EdgeChannel(HTTPChannel):  # type: ignore[misc]
+        error_task_class = _json_error_task()
+        _request_started = 0.0
+
+        def received(self, data: bytes) -> bool:
+            now = time.monotonic()
+            if self.request is None:  # these are the first bytes of a new request
+                self._request_started = now
+            elif now - self._request_started > read_timeout:
+                log.warning(
+                    "serve: closing %s: request not complete after %.0f s",
+                    self.addr,
+                    read_timeout,
+                )
+                self.will_close = True
+                return False
+            return bool(super().received(data))
+
+    return EdgeChannel
 
 
 def _resolve(host: str, port: Any) -> str:
@@ -178,6 +207,7 @@ def make_server(
     max_queue: int = 16,
     queue_timeout: float = 10.0,
     timeout: int = 30,
+    read_timeout: float = 120.0,
     backlog: int = 512,
     connection_limit: int = 256,
 ) -> EdgeServer:
@@ -186,7 +216,7 @@ def make_server(
     ``workers`` requests decode and infer at once (``lock`` serializes the backend call:
     not every backend is re-entrant), ``max_queue`` more wait up to ``queue_timeout`` s,
     the rest get 503. ``timeout`` closes connections idle (or stalled mid-upload) that
-    long. Bodies up to twice ``max_bytes`` are read and answered 413 on a connection that
+    long, ``read_timeout`` those whose request takes longer than that to arrive. Bodies up to twice ``max_bytes`` are read and answered 413 on a connection that
     stays usable; larger ones are answered 413 and the connection closed.
     """
     try:
@@ -220,5 +250,5 @@ def make_server(
         raise _bind_error(host, port, exc) from None
     except ValueError:  # waitress: "Invalid host/port specified."
         raise _bind_error(host, port, OSError(errno.EADDRNOTAVAIL, "invalid address")) from None
-    server.channel_class = _json_channel()
+    server.channel_class = _channel_class(float(read_timeout))
     return EdgeServer(server, app)
