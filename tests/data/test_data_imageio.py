@@ -151,3 +151,24 @@ def test_pillow_fallback_decodes_gif_or_names_the_fix():
     assert np.array_equal(_pillow_decode(gif, "gif", "x.gif", "RGB"), decode_image(gif))
     with pytest.raises(ImageDecodeError, match="corrupt GIF"):
         _pillow_decode(gif[:20], "gif", "x.gif", "RGB")
+
+
+def test_without_pillow_an_unreadable_gif_says_convert_it(monkeypatch):
+    """What a user of an OpenCV build without a GIF reader and without Pillow is told."""
+    import sys
+
+    from caltech_edge.data.imageio import _pillow_decode
+
+    gif = _encode("gif")
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    with pytest.raises(ImageDecodeError, match=r"GIF not supported by this OpenCV build.*convert"):
+        _pillow_decode(gif, "gif", "x.gif", "RGB")
+
+
+def test_camera_frames_longer_than_the_aspect_bound_are_bad_frames():
+    from caltech_edge.runtime.frames import BadFrameError, check_frame, frame_problem
+
+    assert frame_problem(np.zeros((480, 640, 3), np.uint8)) is None
+    assert "aspect" in frame_problem(np.zeros((8, 4000, 3), np.uint8))
+    with pytest.raises(BadFrameError, match="aspect 4000x8"):
+        check_frame(np.zeros((8, 4000, 3), np.uint8))
