@@ -217,6 +217,9 @@ def _capture_opener(target: Union[int, str]) -> Callable[[], Optional[ReadFn]]:
         if not cap.isOpened():
             cap.release()
             return None
+        # the same policy as the image decoder: a phone video's rotation tag is applied
+        # (OpenCV's FFmpeg backend does so by default; say it, for builds that differ)
+        cap.set(getattr(cv2, "CAP_PROP_ORIENTATION_AUTO", 49), 1)
         return cap.read
 
     return opener
