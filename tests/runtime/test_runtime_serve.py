@@ -162,8 +162,9 @@ def test_rejects_garbage_oversize_and_bombs_with_json(server):
 
 
 def test_json_errors_for_every_method_and_drained_bodies_on_keep_alive(server, tmp_path):
-    """POST /unknown with a body that looks like a request, an oversize body, PUT and
-    DELETE: each answered in JSON, and the same connection then serves a valid request."""
+    """POST /unknown with a body that looks like a request, an oversize body, PUT, DELETE,
+    HEAD, OPTIONS: each answered in JSON (HEAD: headers only), and the same connection
+    then serves a valid request."""
     srv, _ = server
     jpeg = _image_paths(tmp_path)[0].read_bytes()
     conn = _conn(srv)
@@ -173,14 +174,18 @@ def test_json_errors_for_every_method_and_drained_bodies_on_keep_alive(server, t
         ("POST", "/predict", b"x" * 300_000, 413),  # over max_bytes, under the drain cap
         ("PUT", "/predict", b"abc", 405),
         ("DELETE", "/health", None, 405),
+        ("HEAD", "/health", None, 200),  # the GET answer without a body
+        ("OPTIONS", "/predict", None, 405),
         ("PATCH", "/nowhere", b"{}", 404),
         ("POST", "/predict", jpeg, 200),
     ):
         conn.request(method, path, body=body, headers={"Content-Type": "image/jpeg"})
         sock = conn.sock
         resp = conn.getresponse()
-        payload = json.loads(resp.read())
+        raw = resp.read()
+        payload = json.loads(raw) if method != "HEAD" else {}
         assert resp.status == expected, (method, path, payload)
+        assert method != "HEAD" or (raw == b"" and int(resp.getheader("Content-Length")) > 0)
         assert resp.getheader("Content-Type") == "application/json"
         assert conn.sock is sock and not resp.will_close, "connection was not kept alive"
         if expected == 405:

@@ -247,9 +247,9 @@ class EdgeApp:
                 "/openapi.json".format(path),
             )
         method = environ.get("REQUEST_METHOD", "GET").upper()
-        handler = methods.get(method)
+        handler = methods.get("GET" if method == "HEAD" else method)
         if handler is None:
-            allow = ", ".join(sorted(methods))
+            allow = ", ".join(sorted(set(methods) | ({"HEAD"} if "GET" in methods else set())))
             raise HttpError(
                 405,
                 "{} {} is not supported; use {}".format(method, path, allow),
@@ -266,7 +266,9 @@ class EdgeApp:
         except Exception:  # a bug or a backend failure: logged, answered as JSON
             log.exception("serve: unexpected error")
             status, obj = 500, {"error": "internal error; see the server log"}
-        return respond(start_response, status, obj, headers)
+        body = respond(start_response, status, obj, headers)
+        # HEAD: the GET answer's headers (Content-Length included) without its body
+        return [] if environ.get("REQUEST_METHOD", "").upper() == "HEAD" else body
 
 
 def respond(
