@@ -50,6 +50,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: How far over ``max_bytes`` a body is still read (drained) so that the 413 reaches the
+#: client and the keep-alive connection stays usable; beyond, the connection is closed.
+DRAIN_BYTES = 1 << 20
+
 _ERROR_TASK = None  # type: Any  # waitress's error task answering JSON, built once
 
 
@@ -216,8 +220,10 @@ def make_server(
     ``workers`` requests decode and infer at once (``lock`` serializes the backend call:
     not every backend is re-entrant), ``max_queue`` more wait up to ``queue_timeout`` s,
     the rest get 503. ``timeout`` closes connections idle (or stalled mid-upload) that
-    long, ``read_timeout`` those whose request takes longer than that to arrive. Bodies up to twice ``max_bytes`` are read and answered 413 on a connection that
-    stays usable; larger ones are answered 413 and the connection closed.
+    long, ``read_timeout`` those whose request takes longer than that to arrive. Bodies
+    up to :data:`DRAIN_BYTES` over ``max_bytes`` are read and answered 413 on a connection
+    that stays usable; larger ones are answered 413 from their headers and the connection
+    closed (the server never buffers more than that per connection).
     """
     try:
         from waitress.server import create_server  # type: ignore[import-untyped]
@@ -242,7 +248,7 @@ def make_server(
             connection_limit=int(connection_limit),
             channel_timeout=max(1, int(timeout)),
             cleanup_interval=max(1, min(30, int(timeout) // 2)),
-            max_request_body_size=max(2 * int(max_bytes), int(max_bytes) + (1 << 20)),
+            max_request_body_size=int(max_bytes) + DRAIN_BYTES,
             expose_tracebacks=False,
             ident="caltech-edge",
         )
