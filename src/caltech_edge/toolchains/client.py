@@ -77,9 +77,10 @@ def rebuild_error(toolchain: str, error: dict[str, Any]) -> BaseException:
 class Worker:
     """One worker process in a toolchain environment, answering calls one at a time."""
 
-    def __init__(self, toolchain: str) -> None:
+    def __init__(self, toolchain: str, *, python: str | Path | None = None) -> None:
+        """``python``: run the worker with this interpreter instead of the toolchain's own."""
         self.toolchain = toolchain
-        python = ensure(get_toolchain(toolchain))
+        python = python or ensure(get_toolchain(toolchain))
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
         env.update(
             PYTHONPATH=str(source_path()),

@@ -163,7 +163,9 @@ def _run(cmd: list[str], tc: Toolchain, quiet: bool) -> None:
     if not quiet and proc.stdout:
         sys.stderr.write(proc.stdout)
     if proc.returncode != 0:
-        last = [ln for ln in (proc.stdout or "").splitlines() if ln.strip()][-1:] or ["?"]
+        lines = [ln.strip() for ln in (proc.stdout or "").splitlines() if ln.strip()]
+        errs = [ln for ln in lines if ln.lower().startswith(("error", "×", "╰─▶", "because"))]
+        last = (errs or lines)[-1:] or ["?"]
         raise ToolchainError(
             f"cannot build toolchain {tc.name!r} ({Path(cmd[0]).name}: {last[0]}); check network access to the package "
             f"registry, then run: {_install_hint(tc)}"
@@ -175,12 +177,14 @@ def _create(tc: Toolchain, target: Path, quiet: bool) -> str:
     if uv:
         _run([uv, "venv", "--quiet", "--python", sys.executable, str(target)], tc, quiet)
         python = str(env_python(target))
-        _run([uv, "pip", "install", "--python", python, *list(tc.requirements)], tc, quiet)
+        if tc.requirements:
+            _run([uv, "pip", "install", "--python", python, *tc.requirements], tc, quiet)
         return "uv"
     _run([sys.executable, "-m", "venv", str(target)], tc, quiet)
     python = str(env_python(target))
     _run([python, "-m", "pip", "install", "-q", "--upgrade", "pip"], tc, quiet)
-    _run([python, "-m", "pip", "install", "-q", *list(tc.requirements)], tc, quiet)
+    if tc.requirements:
+        _run([python, "-m", "pip", "install", "-q", *tc.requirements], tc, quiet)
     return "pip"
 
 

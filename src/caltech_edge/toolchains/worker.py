@@ -34,10 +34,16 @@ def resolve(target: str) -> Any:
 
 
 # -- calls the core makes on every toolchain ---------------------------------------------
-def hello() -> dict[str, Any]:
-    """Who is answering: the interpreter and numpy of the toolchain."""
+def hello(wait: float = 0.0) -> dict[str, Any]:
+    """Who is answering: the interpreter and numpy of the toolchain (a liveness probe).
+
+    ``wait`` keeps the worker busy that many seconds first (to exercise interruption).
+    """
+    import time
+
     import numpy
 
+    time.sleep(max(0.0, float(wait)))
     return {"python": sys.version.split()[0], "numpy": numpy.__version__, "pid": os.getpid()}
 
 
