@@ -16,7 +16,7 @@ from caltech_edge.errors import ExportError
 
 mx = pytest.importorskip("mxnet")
 
-from caltech_edge.export.gluon import (  # noqa: E402
+from caltech_edge.frameworks.gluon_export import (  # noqa: E402
     export_run_symbol,
     export_symbol,
     gluon_to_onnx,

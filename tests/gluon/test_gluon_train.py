@@ -92,7 +92,7 @@ def test_trained_run_exports_to_onnx_that_onnxruntime_runs(
     import onnx
     import onnxruntime as ort
 
-    from caltech_edge.export.gluon import gluon_to_onnx
+    from caltech_edge.frameworks.gluon_export import gluon_to_onnx
 
     path = gluon_to_onnx(trained, tmp_path / "model.onnx", dynamic_batch=True)
     model = onnx.load(path)

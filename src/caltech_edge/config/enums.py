@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import StrEnum, auto
 
 
 class Framework(StrEnum):
-    TORCH = "torch"
-    GLUON = "gluon"
+    """The members of the framework registry (caltech_edge.frameworks.base.FRAMEWORKS);
+    ``auto()`` gives the lower-case name, and a test keeps the two in step."""
+
+    TORCH = auto()
+    GLUON = auto()
 
 
 class Strategy(StrEnum):

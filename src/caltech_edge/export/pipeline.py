@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_json, sha256_file
+from .._io import atomic_write_json
 from ..card import ModelCard, read_class_names, sidecar_path
-from ..data.transforms import PreprocessSpec
-from ..errors import CheckpointError, ExportError, VerificationError
+from ..errors import ExportError, VerificationError
 from ..frameworks.base import get_framework
 from ..rundir import RunDir
 from ..toolchains import needs_toolchain

@@ -67,9 +67,7 @@ class Framework(Protocol):
         self, config: TrainConfig, *, data: str | Path, out: str | Path, **kwargs: Any
     ) -> RunDir: ...
 
-    def evaluate(
-        self, run: RunDir, *, data: str | Path, split: str = "test"
-    ) -> dict[str, Any]: ...
+    def evaluate(self, run: RunDir, *, data: str | Path, split: str = "test") -> dict[str, Any]: ...
 
     def predictor(self, run: RunDir) -> tuple[Predict, ModelCard, str]:
         """A run as ``(predict(batch) -> logits, card, description)`` (verification)."""

@@ -247,8 +247,8 @@ def _cached_batches(cache, config: TrainConfig, epoch: int):
 
 
 def _finish(run, net, ds, split, spec, config, arch, state, notes) -> RunDir:
-    from ..export.gluon import export_symbol
     from ..train.plots import plot_confusion, plot_curves
+    from .gluon_export import export_symbol
 
     export_symbol(net, run.root / "model", image_size=spec.image_size)
     test_idx = split.subset("test")

@@ -117,7 +117,7 @@ class GluonFramework:
     ) -> Path:
         """ONNX by MXNet's own exporter; the run's symbol/params are the MXNet artifact."""
         if fmt.name in self.native_formats:
-            from ..export.gluon import export_run_symbol  # copies files: no mxnet needed
+            from .gluon_export import export_run_symbol  # copies files: no mxnet needed
 
             return export_run_symbol(src.native, dst.parent)[0]
         if fmt.made_from == "model" and fmt.precision == "fp32" and fmt.suffix == ".onnx":

@@ -3,7 +3,7 @@
 They run in the ``mxnet`` toolchain's worker when the core cannot import mxnet, or directly
 in-process when it can (a DeepLens image): paths go in as strings, cards and configs as
 dicts, and plain data comes back, so both routes behave the same. Each one is a thin
-wrapper over :mod:`.gluon` / :mod:`caltech_edge.export.gluon`; no logic lives here.
+wrapper over :mod:`.gluon` / :mod:`.gluon_export`; no logic lives here.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def to_onnx(
     run: str, dst: str, card: dict[str, Any], opset: int = 13, dynamic_batch: bool = False
 ) -> str:
     from ..card import ModelCard
-    from ..export.gluon import gluon_to_onnx
+    from .gluon_export import gluon_to_onnx
 
     path = gluon_to_onnx(run, dst, card=ModelCard.from_dict(card), opset=opset,
                          dynamic_batch=dynamic_batch)  # fmt: skip
@@ -48,7 +48,7 @@ def checkpoint_run(
     from ..card import ModelCard
     from ..data.transforms import PreprocessSpec
     from ..errors import CheckpointError
-    from ..export.gluon import export_symbol
+    from .gluon_export import export_symbol
     from .gluon_models import create_gluon_model, gluon_arch, load_params_file, load_weights
 
     arch = gluon_arch(arch)  # unknown -> did-you-mean over Gluon and torchvision spellings
@@ -75,21 +75,34 @@ def checkpoint_run(
 
 
 def create_run_files(
-    arch: str, names: list[str], image_size: int, workdir: str, seed: int = 0
+    arch: str,
+    names: list[str],
+    image_size: int,
+    workdir: str,
+    seed: int = 0,
+    params_file: str | None = None,
 ) -> dict[str, Any]:
-    """A randomly initialised Gluon ``arch`` written as a run-like folder (tests, examples)."""
+    """A randomly initialised Gluon ``arch`` written as a run-like folder (tests, examples).
+
+    ``params_file``: also save the network's parameters there (a foreign ``.params``
+    checkpoint). Returns the card and the logits of an all-zeros image, for comparisons.
+    """
     import numpy as np
 
     from ..card import ModelCard
     from ..data.transforms import PreprocessSpec
-    from ..export.gluon import export_symbol
     from ._mxnet_compat import import_mxnet
+    from .gluon_export import export_symbol
     from .gluon_models import create_gluon_model, gluon_arch
 
-    import_mxnet().random.seed(seed)
+    mx = import_mxnet()
+    mx.random.seed(seed)
     np.random.seed(seed)
     arch = gluon_arch(arch)
     net = create_gluon_model(arch, len(names), weights=None, image_size=image_size)
+    if params_file:
+        net.save_parameters(str(params_file))
+    zeros = net(mx.nd.array(np.zeros((1, 3, image_size, image_size), np.float32))).asnumpy()
     export_symbol(net, Path(workdir) / "model", image_size=image_size)
     card = ModelCard(
         arch=arch,
@@ -99,4 +112,4 @@ def create_run_files(
         format="mxnet",
     )
     card.save(Path(workdir) / "card.json")
-    return card.to_dict()
+    return {"card": card.to_dict(), "zeros_logits": zeros}
