@@ -22,6 +22,13 @@ from ..config import Framework, TrainConfig
 from ..data.transforms import PreprocessSpec
 from ..errors import CheckpointError, ConfigError
 from ..rundir import RunDir
+from ..train.common import (
+    FitState,
+    checkpoint_due,
+    evaluation_indices,
+    resolve_split,
+    update_state,
+)
 from . import gluon_loop as loop
 from ._mxnet_compat import import_mxnet
 from .gluon_models import create_gluon_model, gluon_arch
@@ -33,21 +40,6 @@ def _open(data: str | Path, config: TrainConfig) -> Any:
     from ..data.datasets import open_dataset
 
     return open_dataset(data, drop_clutter=config.drop_clutter)
-
-
-def _split(ds: Any, config: TrainConfig, run: RunDir, resume: bool) -> Any:
-    from ..data.splits import Split, make_split
-
-    if resume and run.split.is_file():
-        return Split.load(run.split, dataset=ds)
-    if config.split_file:
-        return Split.load(config.split_file, dataset=ds)
-    return make_split(
-        ds,
-        train_per_class=config.train_per_class,
-        val_per_class=config.val_per_class,
-        seed=config.seed,
-    )
 
 
 def _spec(config: TrainConfig) -> PreprocessSpec:
@@ -79,15 +71,6 @@ def _class_weights(ds: Any, indices: Any, config: TrainConfig) -> Any:
     counts = np.bincount([ds.targets[i] for i in indices], minlength=len(ds.classes))
     weights = len(indices) / (len(ds.classes) * np.maximum(counts, 1))
     return mx.nd.array(weights.astype(np.float32))
-
-
-def _improved(value: float, best: float | None, config: TrainConfig) -> bool:
-    if best is None:
-        return True
-    es = config.early_stopping
-    higher = es.metric.value == "top1"
-    delta = es.min_delta * abs(best) if es.relative else es.min_delta
-    return value > best + delta if higher else value < best - delta
 
 
 def train(
@@ -125,7 +108,8 @@ def train(
             f"num_classes={config.num_classes} but {data} has {num_classes} classes; "
             "drop num_classes to take it from the data"
         )
-    split = _split(ds, config, run, resume)
+    ckpt = run.checkpoints / loop.CHECKPOINT_NAME
+    split = resolve_split(config, ds, run, resume=resume, resume_marker=ckpt)
     split.save(run.split)
     config.save(run.config)
     write_class_names(run.classes, ds.classes)
@@ -140,12 +124,10 @@ def train(
     net.hybridize()
     plan = loop.plan_strategy(net, config)
     trainer = loop.make_trainer(net, plan, config)
-    ckpt = run.checkpoints / loop.CHECKPOINT_NAME
-    state: dict[str, Any] = {"epoch": 0, "history": [], "best_epoch": None, "best_value": None}
-    state["bad_epochs"], state["stopped_early"], state["train_seconds"] = 0, False, 0.0
-    best = None
+    state, seconds, best = FitState(), 0.0, None
     if resume and ckpt.is_file():
-        state, best = loop.load_checkpoint(ckpt, net=net, trainer=trainer)
+        saved, best = loop.load_checkpoint(ckpt, net=net, trainer=trainer)
+        state, seconds = FitState.from_dict(saved), float(saved.get("train_seconds", 0.0))
     train_idx, val_idx = split.subset("train"), split.subset("val")
     if not train_idx:
         raise ConfigError(f"{data}: the split has no training images")
@@ -156,9 +138,9 @@ def train(
     )
     from ..train.schedules import lr_factor
 
-    bar = _progress(progress, config.epochs * len(train_idx), state["epoch"] * len(train_idx))
-    while state["epoch"] < config.epochs and not state["stopped_early"]:
-        epoch = state["epoch"]
+    bar = _progress(progress, config.epochs * len(train_idx), state.epoch * len(train_idx))
+    while state.epoch < config.epochs and not state.stopped_early:
+        epoch = state.epoch
         loop.seed_epoch(config.seed, epoch)
         from ..train.metrics import Accumulator
 
@@ -189,33 +171,27 @@ def train(
             acc.update(logits.asnumpy(), y, loss=float(loss.mean().asscalar()))
             if bar is not None:
                 bar.update(len(y))
-        state["train_seconds"] += time.perf_counter() - started
+        seconds += time.perf_counter() - started
         record: dict[str, Any] = {"epoch": epoch + 1, "lr": trainer.learning_rate}
         res = acc.result()
         record.update(train_loss=res.get("loss"), train_top1=res["top1"])
-        monitor = res["top1"] if config.early_stopping.metric.value == "top1" else res["loss"]
         if val_idx:
             val = _evaluate_net(net, ds, val_idx, spec, config).result()
             record.update(val_loss=val.get("loss"), val_top1=val["top1"], val_top5=val["top5"])
-            monitor = val["top1"] if config.early_stopping.metric.value == "top1" else val["loss"]
-        state["history"].append(record)
-        if _improved(monitor, state["best_value"], config):
-            state["best_value"], state["best_epoch"], state["bad_epochs"] = monitor, epoch + 1, 0
+        if update_state(state, record, config):  # the shared best-epoch/early-stopping rule
             best = loop.snapshot(net)
-        else:
-            state["bad_epochs"] += 1
-        es = config.early_stopping
-        if es.enabled and epoch + 1 >= es.min_epochs and state["bad_epochs"] >= es.patience:
-            state["stopped_early"] = True
-        state["epoch"] = epoch + 1
-        loop.save_checkpoint(ckpt, net=net, trainer=trainer, state=state, best=best)
+        if checkpoint_due(config, state.epoch):
+            run.checkpoints.mkdir(parents=True, exist_ok=True)
+            net.save_parameters(str(run.checkpoints / f"epoch-{state.epoch:04d}.params"))
+        saved = {**state.to_dict(), "train_seconds": seconds}
+        loop.save_checkpoint(ckpt, net=net, trainer=trainer, state=saved, best=best)
         if bar is not None:
             bar.set_postfix(epoch=epoch + 1, loss=f"{record['train_loss']:.3f}")
     if bar is not None:
         bar.close()
     if best is not None:  # keep the best epoch's weights (validation, else training metric)
         loop.restore(net, best)
-    return _finish(run, net, ds, split, spec, config, arch, state, notes)
+    return _finish(run, net, ds, split, spec, config, arch, state, seconds, notes)
 
 
 def _progress(enabled: bool, total: int, initial: int) -> Any:
@@ -246,7 +222,7 @@ def _cached_batches(cache, config: TrainConfig, epoch: int):
         yield feats[chunk], labels[chunk]
 
 
-def _finish(run, net, ds, split, spec, config, arch, state, notes) -> RunDir:
+def _finish(run, net, ds, split, spec, config, arch, state, seconds, notes) -> RunDir:
     from ..train.plots import plot_confusion, plot_curves
     from .gluon_export import export_symbol
 
@@ -265,12 +241,12 @@ def _finish(run, net, ds, split, spec, config, arch, state, notes) -> RunDir:
             "top1": test and test["top1"],
             "top5": test and test["top5"],
             "test_images": test and test["images"],
-            "best_epoch": state["best_epoch"],
+            "best_epoch": state.best_epoch,
         },
         extra={"strategy": config.strategy.value, "weights": str(config.weights)},
     )
     card.save(run.card)
-    history = state["history"]
+    history = state.history
     selection = (
         "best epoch chosen on validation"
         if history and history[0].get("val_top1") is not None
@@ -280,22 +256,20 @@ def _finish(run, net, ds, split, spec, config, arch, state, notes) -> RunDir:
         "framework": "gluon",
         "arch": arch,
         "history": history,
-        "epochs_completed": state["epoch"],
-        "best_epoch": state["best_epoch"],
+        "epochs_completed": state.epoch,
+        "best_epoch": state.best_epoch,
         "selection": selection,
-        "stopped_early": state["stopped_early"],
+        "stopped_early": state.stopped_early,
         "split_sizes": split.sizes,
         "test": test,
-        "wall_seconds": round(state["train_seconds"], 3),
-        "images_per_second": round(
-            state["epoch"] * len(split.train) / max(state["train_seconds"], 1e-9), 1
-        ),
+        "wall_seconds": round(seconds, 3),
+        "images_per_second": round(state.epoch * len(split.train) / max(seconds, 1e-9), 1),
         "notes": notes,
     }
     atomic_write_json(run.metrics, metrics)
     run.plots.mkdir(parents=True, exist_ok=True)
-    if state["history"]:
-        plot_curves(state["history"], run.plots / "curves.png")
+    if state.history:
+        plot_curves(state.history, run.plots / "curves.png")
     if test:
         plot_confusion(test["confusion"], ds.classes, run.plots / "confusion.png")
     return run
@@ -330,17 +304,13 @@ def load_gluon_model(run: str | Path | RunDir) -> tuple[Any, ModelCard]:
 
 def evaluate(run: str | Path | RunDir, *, data: str | Path, split: str = "test") -> dict[str, Any]:
     """Top-1/top-5/per-class/confusion of a Gluon run on a subset of its split."""
-    from ..data.splits import Split
-
     run = run if isinstance(run, RunDir) else RunDir(run)
     net, card = load_gluon_model(run)
     config = TrainConfig.from_file(run.config) if run.config.is_file() else TrainConfig()
     ds = _open(data, config)
     if tuple(ds.classes) != tuple(card.class_names):
         raise ConfigError(f"{data}: its classes differ from the run's classes.txt ({run.classes})")
-    indices = Split.load(run.split, dataset=ds).subset(split)
-    if not indices:
-        raise ConfigError(f"{run.split}: subset {split!r} is empty")
+    indices = evaluation_indices(run, ds, split)
     result = _evaluate_net(net, ds, indices, card.preprocess, config).result(card.class_names)
     result["split"] = split
     return result

@@ -32,6 +32,24 @@ def _run(function: str, **kwargs: Any) -> Any:
     return run(TOOLCHAIN, _REMOTE + function, **kwargs)
 
 
+def portable_weights(config: TrainConfig, out: Path) -> TrainConfig:
+    """Point ``config.weights`` at an ``.npz`` copy of a torchvision ``.pth`` (toolchain route).
+
+    The mxnet toolchain has no torch, so the core (which has) converts the state dict to
+    plain arrays in the run folder first; the Gluon trainer reads those with numpy.
+    """
+    from ..toolchains import needs_toolchain
+
+    source = Path(str(config.weights))
+    if source.suffix not in (".pth", ".pt") or not needs_toolchain(TOOLCHAIN):
+        return config
+    from .gluon_models import torchvision_state_to_npz
+
+    out.mkdir(parents=True, exist_ok=True)
+    converted = torchvision_state_to_npz(source, out / "init-weights.npz")
+    return config.replace(weights=str(converted.resolve()))
+
+
 class GluonFramework:
     """Gluon model-zoo networks; a run *is* an MXNet symbol/params pair (DeepLens' format)."""
 
@@ -60,7 +78,7 @@ class GluonFramework:
                 f"the Gluon trainer does not accept {', '.join(sorted(unsupported))} "
                 "(injecting a built model is a torch-trainer feature)"
             )
-        config = config.replace(framework=self.name)
+        config = portable_weights(config.replace(framework=self.name), Path(out))
         root = _run("train", config=config.to_dict(), data=str(data), out=str(out),
                     resume=resume, progress=progress)  # fmt: skip
         return RunDir(root)

@@ -28,7 +28,7 @@ from ._mxnet_compat import import_mxnet
 from .gluon_models import feature_blocks
 
 CHECKPOINT_NAME = "last-gluon.npz"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the shared FitState (train.common) as the state
 
 
 @dataclass

@@ -113,3 +113,14 @@ def create_run_files(
     )
     card.save(Path(workdir) / "card.json")
     return {"card": card.to_dict(), "zeros_logits": zeros}
+
+
+def logits(arch: str, num_classes: int, weights: str, batch: Any, image_size: int = 64) -> Any:
+    """Gluon ``arch`` initialised from ``weights`` (``.params``/``.npz``/``imagenet``) applied to
+    ``batch``: parity checks against torch from the core."""
+    from ._mxnet_compat import import_mxnet
+    from .gluon_models import create_gluon_model
+
+    mx = import_mxnet()
+    net = create_gluon_model(arch, num_classes, weights=weights, image_size=image_size)
+    return net(mx.nd.array(batch)).asnumpy()

@@ -47,7 +47,9 @@ class Toolchain:
 
 #: MXNet 1.9.1 is the last release (Apache retired MXNet in 2023). numpy < 1.24 because it
 #: still uses ``np.bool``; opencv < 4.12 because 4.12 requires numpy 2; onnx 1.17 is the newest
-#: that MXNet's ONNX importer and exporter (with our ``onnx.mapping`` shim) both work with.
+#: that MXNet's ONNX importer and exporter (with our ``onnx.mapping`` shim) both work with;
+#: uv picks the newest onnxruntime that still accepts numpy < 1.24. No torch: a torchvision
+#: ``.pth`` for Gluon is converted to ``.npz`` by the core first (gluon_framework).
 #: caltech_edge itself is not installed there: the worker imports the core's own source
 #: (see :mod:`caltech_edge.toolchains.client`), so the two sides always run the same code.
 MXNET = Toolchain(
@@ -58,6 +60,7 @@ MXNET = Toolchain(
         "onnx==1.17.0",
         "protobuf>=3.20.2",
         "opencv-python-headless>=4.8,<4.12",
+        "onnxruntime>=1.16",  # a core dependency: the worker can check ONNX it wrote
         "tqdm>=4.60",
         "matplotlib>=3.7,<3.10",
         "pytest>=7",
