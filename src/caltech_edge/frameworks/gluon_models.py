@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, UnknownNameError, WeightsNotFoundError
+from ..models.architectures import depths
 from ._mxnet_compat import import_mxnet
 
 
@@ -26,7 +27,7 @@ class GluonArch:
     family: str  # resnet | squeezenet | mobilenet
 
 
-_DEPTHS = (18, 34, 50, 101, 152)
+_DEPTHS = depths("resnet")  # from the one architecture table
 GLUON_ARCHS: dict[str, GluonArch] = {
     **{f"resnet{d}_v{v}": GluonArch(f"resnet{d}_v{v}", "resnet") for v in (1, 2) for d in _DEPTHS},
     "squeezenet1.1": GluonArch("squeezenet1.1", "squeezenet"),
@@ -64,13 +65,9 @@ def gluon_arch(name: str, *, version: int | None = None) -> str:
 
 def gluon_arch_for_depth(num_layers: int | str, *, version: int = 1) -> str:
     """SageMaker's ``num_layers`` (18/34/50/101/152) -> ``resnetNN_vV``."""
-    try:
-        depth = int(num_layers)
-    except (TypeError, ValueError):
-        depth = -1
-    if depth not in _DEPTHS:
-        raise UnknownNameError("num_layers", str(num_layers), [str(d) for d in _DEPTHS])
-    return gluon_arch(f"resnet{depth}", version=version)
+    from ..models.architectures import arch_for_depth
+
+    return gluon_arch(arch_for_depth(num_layers), version=version)
 
 
 def mxnet_home() -> Path:
