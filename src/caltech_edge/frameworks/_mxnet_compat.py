@@ -47,9 +47,11 @@ def _build_mapping_module(onnx: Any) -> types.ModuleType:
             np_to_tensor[dtype] = helper.np_dtype_to_tensor_dtype(dtype)
     module = types.ModuleType("onnx.mapping")
     module.__doc__ = "caltech-edge shim: onnx.mapping was removed in onnx 1.16"
-    module.NP_TYPE_TO_TENSOR_TYPE = np_to_tensor
-    module.TENSOR_TYPE_TO_NP_TYPE = tensor_to_np
-    module.CALTECH_EDGE_SHIM = True
+    module.__dict__.update(  # what mxnet.onnx reads, plus a marker for tests
+        NP_TYPE_TO_TENSOR_TYPE=np_to_tensor,
+        TENSOR_TYPE_TO_NP_TYPE=tensor_to_np,
+        CALTECH_EDGE_SHIM=True,
+    )
     return module
 
 

@@ -134,6 +134,8 @@ class GluonFramework:
         dynamic_batch: bool,
     ) -> Path:
         """ONNX by MXNet's own exporter; the run's symbol/params are the MXNet artifact."""
+        if src.native is None:
+            raise ExportError(f"{src.description}: a Gluon source needs its symbol/params folder")
         if fmt.name in self.native_formats:
             from .gluon_export import export_run_symbol  # copies files: no mxnet needed
 

@@ -159,7 +159,7 @@ def save_checkpoint(
     payload = {"version": CHECKPOINT_VERSION, **state}
     arrays["state_json"] = np.frombuffer(json.dumps(payload).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
     return atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -149,7 +149,7 @@ def torchvision_state_to_npz(path: str | Path, dst: str | Path) -> Path:
 
     arrays = {k: v.float().numpy() for k, v in load_state_dict_file(path).items()}
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
     return atomic_write_bytes(Path(dst), buffer.getvalue())
 
 

@@ -111,7 +111,8 @@ def load_backbone(
     """
     own = model.state_dict()
     head = set(head_parameter_names(arch))
-    skipped, bad = [], []
+    skipped: list[str] = []
+    bad: list[str] = []
     usable = {}
     for key, value in state.items():
         if key not in own:
