@@ -104,10 +104,14 @@ class Framework(Protocol):
         ...
 
 
+#: the members' names, for tables that refer to them (the architecture table)
+TORCH = "torch"
+GLUON = "gluon"
+
 #: framework name -> its object (caltech_edge.frameworks.<module>:<OBJECT>)
 FRAMEWORKS = Registry("framework")
 FRAMEWORKS.register(
-    "torch",
+    TORCH,
     "caltech_edge.frameworks.torch_framework:TORCH",
     requires=("torch",),
     extra="torch",
@@ -116,7 +120,7 @@ FRAMEWORKS.register(
     default_checkpoint=True,  # a checkpoint with any other suffix is tried as a state dict
 )
 FRAMEWORKS.register(
-    "gluon",
+    GLUON,
     "caltech_edge.frameworks.gluon_framework:GLUON",
     toolchain="mxnet",  # mxnet in-process when importable, else the isolated toolchain
     checkpoint_suffixes=(".params",),

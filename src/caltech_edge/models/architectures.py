@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config.enums import Framework
 from ..errors import UnknownNameError
+from ..frameworks.base import GLUON, TORCH
 
 #: preprocessing presets: (mean, std) of RGB in [0, 1]; the chosen one travels in the card
 PREPROCESSING: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -30,13 +30,13 @@ class Architecture:
     frameworks: tuple[str, ...] = ("torch",)  # framework registry members that build it
 
 
-_BOTH = (Framework.TORCH, Framework.GLUON)
+_BOTH = (TORCH, GLUON)
 _ROWS = (
     *(Architecture(f"resnet{d}", "resnet", d, frameworks=_BOTH) for d in (18, 34, 50, 101, 152)),
     Architecture("squeezenet1_1", "squeezenet", frameworks=_BOTH),
     Architecture("mobilenet_v2", "mobilenet", frameworks=_BOTH),
     Architecture("mobilenet_v3_small", "mobilenet"),
-    Architecture("mobilenet_v1", "mobilenet", frameworks=(Framework.GLUON,)),
+    Architecture("mobilenet_v1", "mobilenet", frameworks=(GLUON,)),
 )
 
 ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in _ROWS}
