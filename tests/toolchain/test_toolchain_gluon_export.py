@@ -83,3 +83,23 @@ def test_gluon_params_checkpoint_from_the_cli(tmp_path: Path, synthetic_root, ca
     classes.write_text("a\nb\n")  # two names for a four-way head
     assert main([*argv[:-1], str(tmp_path / "o2")]) == 2
     assert "does not fit 2 classes" in capsys.readouterr().err
+
+
+def test_mxnet_artifacts_open_in_the_core_through_a_proxy(tmp_path: Path) -> None:
+    """``open_runtime`` on MXNet files (no mxnet here) gives a runtime living in the worker."""
+    from caltech_edge.errors import BackendError
+    from caltech_edge.toolchains.client import call
+    from caltech_edge.toolchains.runtime import ToolchainRuntime
+
+    made = in_toolchain("mxnet", REMOTE, arch="squeezenet1.1", names=list(CLASSES),
+                        image_size=32, workdir=str(tmp_path))  # fmt: skip
+    rt = open_runtime(tmp_path / "model-symbol.json")
+    assert isinstance(rt, ToolchainRuntime) and rt.name == "mxnet"
+    assert rt.card.class_names == CLASSES and rt.input_name == "data"
+    got = rt.infer(np.zeros((2, 3, 32, 32), np.float32))  # batch size change: re-bound there
+    np.testing.assert_allclose(got[:1], made["zeros_logits"], rtol=1e-5, atol=1e-6)
+    held = call("mxnet", "caltech_edge.toolchains.worker:hello")["handles"]
+    rt.close()  # (collection does the same) the worker frees it with the next request
+    assert call("mxnet", "caltech_edge.toolchains.worker:hello")["handles"] == held - 1
+    with pytest.raises(BackendError, match="closed"):
+        rt.infer(np.zeros((1, 3, 32, 32), np.float32))

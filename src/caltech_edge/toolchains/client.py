@@ -98,6 +98,9 @@ class Worker:
         )
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        #: handles of remote objects no longer needed, freed with the next request (a
+        #: finalizer must not make a call itself: it may run inside one, holding the lock)
+        self.garbage: list[int] = []
         log.debug("toolchain %s: worker pid %d (%s)", toolchain, self.proc.pid, python)
 
     @property
@@ -108,9 +111,12 @@ class Worker:
         """Run ``target(**kwargs)`` in the toolchain and return its result."""
         with self._lock:
             rid = next(self._ids)
+            request: dict[str, Any] = {"id": rid, "call": target, "kwargs": kwargs}
+            if self.garbage:
+                request["release"], self.garbage = self.garbage, []
             try:
                 assert self.proc.stdin is not None and self.proc.stdout is not None
-                self.proc.stdin.write(protocol.dumps({"id": rid, "call": target, "kwargs": kwargs}))
+                self.proc.stdin.write(protocol.dumps(request))
                 self.proc.stdin.write("\n")
                 self.proc.stdin.flush()
                 line = self.proc.stdout.readline()

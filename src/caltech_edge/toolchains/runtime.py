@@ -8,13 +8,13 @@ like an in-process runtime. (Latency measured through it includes the pipe round
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..card import ModelCard
+from ..errors import BackendError
 from ..runtime.base import check_batch
 from .client import Worker, worker
 
@@ -45,22 +45,25 @@ class ToolchainRuntime:
             precision_hint=precision_hint,
             threads=threads,
         )
-        self._handle = int(reply["handle"])
+        self._handle: int | None = int(reply["handle"])
         self.name: str = reply["name"]
         self.card = ModelCard.from_dict(reply["card"], source=str(path))
         self.input_name = self.card.input_name or "data"
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         batch = check_batch(batch, self.card, str(self.path))
+        if self._handle is None:
+            raise BackendError(f"{self.path}: this runtime was closed")
         return np.asarray(self._worker.call(_WORKER + ":infer", handle=self._handle, batch=batch))
 
     def close(self) -> None:
-        if self._worker.alive:
-            self._worker.call(_WORKER + ":release", handle=self._handle)
+        """Free the model in the worker (with the next request; also done on collection)."""
+        if self._handle is not None:
+            self._worker.garbage.append(self._handle)
+            self._handle = None
 
-    def __del__(self) -> None:  # best effort: the worker frees the model
-        with contextlib.suppress(Exception):
-            self.close()
+    def __del__(self) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"ToolchainRuntime({self.toolchain!r}, {str(self.path)!r}, backend={self.name!r})"

@@ -44,7 +44,12 @@ def hello(wait: float = 0.0) -> dict[str, Any]:
     import numpy
 
     time.sleep(max(0.0, float(wait)))
-    return {"python": sys.version.split()[0], "numpy": numpy.__version__, "pid": os.getpid()}
+    return {
+        "python": sys.version.split()[0],
+        "numpy": numpy.__version__,
+        "pid": os.getpid(),
+        "handles": len(_HANDLES),  # objects kept for the core (opened runtimes)
+    }
 
 
 def open_runtime(
@@ -103,6 +108,8 @@ def serve(stdin: Any, reply: Any) -> None:
             continue
         request = protocol.loads(line)
         rid = request.get("id")
+        for handle in request.get("release", ()):  # objects the core no longer holds
+            _HANDLES.pop(handle, None)
         try:
             result = resolve(request["call"])(**request.get("kwargs", {}))
             message = {"id": rid, "result": result}
@@ -137,4 +144,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the loop in the importable module, not in __main__: requests resolve
+    # "caltech_edge.toolchains.worker:..." to that module, whose _HANDLES must be the same
+    from caltech_edge.toolchains import worker as _module
+
+    sys.exit(_module.main())
