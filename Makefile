@@ -22,7 +22,7 @@ mosquitto:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq mosquitto; }
 
-quickstart: install
+quickstart: install toolchains
 	$(VENV)/bin/caltech-edge quickstart $(ARGS)
 
 # The isolated toolchains the suite uses (MXNet 1.9.1 needs numpy < 1.24, so it cannot live
