@@ -94,7 +94,7 @@ def train(
         )
     if config.framework != Framework.GLUON:
         config = config.replace(framework="gluon")
-    mx = import_mxnet()
+    import_mxnet()  # fail early (missing mxnet), before any file is written
     from ..data.augment import AugmentSpec
     from ..data.loader import iter_batches
 
@@ -136,15 +136,12 @@ def train(
     cache = (
         _cache_features(net, plan, ds, train_idx, spec, config) if config.cache_features else None
     )
-    from ..train.schedules import lr_factor
+    from ..train.metrics import Accumulator
 
     bar = _progress(progress, config.epochs * len(train_idx), state.epoch * len(train_idx))
     while state.epoch < config.epochs and not state.stopped_early:
         epoch = state.epoch
         loop.seed_epoch(config.seed, epoch)
-        from ..train.metrics import Accumulator
-
-        acc = Accumulator(num_classes, top_k=min(config.top_k, num_classes))
         started = time.perf_counter()
         batches = (
             _cached_batches(cache, config, epoch)
@@ -154,37 +151,15 @@ def train(
                 seed=config.seed, epoch=epoch, augment=augment,
             )
         )  # fmt: skip
-        for step, (x, y) in enumerate(batches):
-            trainer.set_learning_rate(
-                config.learning_rate * lr_factor(epoch + step / steps, config)
-            )
-            xb, yb = mx.nd.array(x), mx.nd.array(y, dtype="int32")
-            feats = xb if cache is not None else loop.forward_frozen(plan, xb)
-            with mx.autograd.record():
-                logits = (
-                    net.output(feats) if cache is not None
-                    else loop.forward_trainable(net, plan, feats)
-                )  # fmt: skip
-                loss = loop.smoothed_loss(logits, yb, config, weights)
-            loss.backward()
-            trainer.step(len(y))
-            acc.update(logits.asnumpy(), y, loss=float(loss.mean().asscalar()))
-            if bar is not None:
-                bar.update(len(y))
+        acc = Accumulator(num_classes, top_k=min(config.top_k, num_classes))
+        _fit_epoch(net, trainer, plan, batches, acc, config=config, epoch=epoch, steps=steps,
+                   cached=cache is not None, weights=weights, bar=bar)  # fmt: skip
         seconds += time.perf_counter() - started
-        record: dict[str, Any] = {"epoch": epoch + 1, "lr": trainer.learning_rate}
-        res = acc.result()
-        record.update(train_loss=res.get("loss"), train_top1=res["top1"])
-        if val_idx:
-            val = _evaluate_net(net, ds, val_idx, spec, config).result()
-            record.update(val_loss=val.get("loss"), val_top1=val["top1"], val_top5=val["top5"])
+        val = _evaluate_net(net, ds, val_idx, spec, config).result() if val_idx else None
+        record = _record(epoch, trainer, acc.result(), val)
         if update_state(state, record, config):  # the shared best-epoch/early-stopping rule
             best = loop.snapshot(net)
-        if checkpoint_due(config, state.epoch):
-            run.checkpoints.mkdir(parents=True, exist_ok=True)
-            net.save_parameters(str(run.checkpoints / f"epoch-{state.epoch:04d}.params"))
-        saved = {**state.to_dict(), "train_seconds": seconds}
-        loop.save_checkpoint(ckpt, net=net, trainer=trainer, state=saved, best=best)
+        _save(run, ckpt, net, trainer, config, {**state.to_dict(), "train_seconds": seconds}, best)
         if bar is not None:
             bar.set_postfix(epoch=epoch + 1, loss=f"{record['train_loss']:.3f}")
     if bar is not None:
@@ -192,6 +167,44 @@ def train(
     if best is not None:  # keep the best epoch's weights (validation, else training metric)
         loop.restore(net, best)
     return _finish(run, net, ds, split, spec, config, arch, state, seconds, notes)
+
+
+def _record(epoch: int, trainer: Any, res: dict, val: dict | None) -> dict[str, Any]:
+    """The history entry of an epoch (the torch trainer's keys)."""
+    record: dict[str, Any] = {"epoch": epoch + 1, "lr": trainer.learning_rate}
+    record.update(train_loss=res.get("loss"), train_top1=res["top1"])
+    if val is not None:
+        record.update(val_loss=val.get("loss"), val_top1=val["top1"], val_top5=val["top5"])
+    return record
+
+
+def _save(run: RunDir, ckpt: Path, net: Any, trainer: Any, config: TrainConfig,
+          state: dict[str, Any], best: Any) -> None:  # fmt: skip
+    """The resume checkpoint every epoch, plus ``epoch-NNNN.params`` at the shared cadence."""
+    epoch = int(state["epoch"])
+    if checkpoint_due(config, epoch):
+        run.checkpoints.mkdir(parents=True, exist_ok=True)
+        net.save_parameters(str(run.checkpoints / f"epoch-{epoch:04d}.params"))
+    loop.save_checkpoint(ckpt, net=net, trainer=trainer, state=state, best=best)
+
+
+def _fit_epoch(net, trainer, plan, batches, acc, *, config, epoch, steps, cached, weights, bar):
+    """One pass over ``batches`` (images, or cached backbone features for the head)."""
+    from ..train.schedules import lr_factor
+
+    mx = import_mxnet()
+    for step, (x, y) in enumerate(batches):
+        trainer.set_learning_rate(config.learning_rate * lr_factor(epoch + step / steps, config))
+        xb, yb = mx.nd.array(x), mx.nd.array(y, dtype="int32")
+        feats = xb if cached else loop.forward_frozen(plan, xb)
+        with mx.autograd.record():
+            logits = net.output(feats) if cached else loop.forward_trainable(net, plan, feats)
+            loss = loop.smoothed_loss(logits, yb, config, weights)
+        loss.backward()
+        trainer.step(len(y))
+        acc.update(logits.asnumpy(), y, loss=float(loss.mean().asscalar()))
+        if bar is not None:
+            bar.update(len(y))
 
 
 def _progress(enabled: bool, total: int, initial: int) -> Any:

@@ -32,6 +32,10 @@ def _run(function: str, **kwargs: Any) -> Any:
     return run(TOOLCHAIN, _REMOTE + function, **kwargs)
 
 
+def _abs(path: str | Path) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
 def portable_weights(config: TrainConfig, out: Path) -> TrainConfig:
     """Point ``config.weights`` at an ``.npz`` copy of a torchvision ``.pth`` (toolchain route).
 
@@ -40,9 +44,13 @@ def portable_weights(config: TrainConfig, out: Path) -> TrainConfig:
     """
     from ..toolchains import needs_toolchain
 
-    source = Path(str(config.weights))
+    source = Path(str(config.weights)).expanduser()
+    if config.split_file and not Path(config.split_file).is_absolute():
+        config = config.replace(split_file=_abs(config.split_file))
+    if not source.is_file():
+        return config  # "imagenet", "none", or a missing file the trainer reports
     if source.suffix not in (".pth", ".pt") or not needs_toolchain(TOOLCHAIN):
-        return config
+        return config.replace(weights=_abs(source))
     from .gluon_models import torchvision_state_to_npz
 
     out.mkdir(parents=True, exist_ok=True)
@@ -79,12 +87,13 @@ class GluonFramework:
                 "(injecting a built model is a torch-trainer feature)"
             )
         config = portable_weights(config.replace(framework=self.name), Path(out))
-        root = _run("train", config=config.to_dict(), data=str(data), out=str(out),
+        # absolute paths: the worker is long-lived and keeps the cwd it started with
+        root = _run("train", config=config.to_dict(), data=_abs(data), out=_abs(out),
                     resume=resume, progress=progress)  # fmt: skip
         return RunDir(root)
 
     def evaluate(self, run: RunDir, *, data: str | Path, split: str = "test") -> dict[str, Any]:
-        return dict(_run("evaluate", run=str(run.root), data=str(data), split=split))
+        return dict(_run("evaluate", run=_abs(run.root), data=_abs(data), split=split))
 
     def predictor(self, run: RunDir) -> tuple[Any, ModelCard, str]:
         from ..runtime.backends import open_runtime
