@@ -213,15 +213,21 @@ def test_coreml_numeric_on_macos(tiny, synthetic_root, tmp_path):  # pragma: no 
     assert report.kind == "numeric" and report.top1_agreement >= 0.97
 
 
-def test_model_rows_refuse_a_gluon_source(tmp_path):
+def test_model_rows_refuse_a_gluon_source_and_dynamic_batch(tiny, tmp_path):
     from caltech_edge.export.formats import FORMATS
     from caltech_edge.export.pipeline import ExportSource, _produce
 
     card = ModelCard(arch="x", class_names=CLASSES)
-    src = ExportSource(card=card, description="gluon run r", gluon_run=tmp_path)
-    with pytest.raises(ExportError, match="converts a torch model"):
+    src = ExportSource(card=card, description="gluon run r", native=tmp_path, framework="gluon")
+    with pytest.raises(ExportError, match="made from a torch model"):
         _produce(FORMATS["tflite"], src, tmp_path / "m.tflite", {}, opset=13,
                  dynamic_batch=False, data=None)  # fmt: skip
+    model, card = tiny
+    torch_src = ExportSource(card=card, description="torch tiny", model=model)
+    for name in ("tflite", "executorch", "coreml"):
+        with pytest.raises(ConfigError, match="static batch of 1"):
+            _produce(FORMATS[name], torch_src, tmp_path / FORMATS[name].artifact, {},
+                     opset=13, dynamic_batch=True, data=None)  # fmt: skip
 
 
 def test_compiler_log_is_parsed():

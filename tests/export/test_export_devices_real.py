@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from caltech_edge.export.verify import load_images, torch_predictor, verify_artifact
 from caltech_edge.export.pipeline import load_checkpoint_source
+from caltech_edge.export.verify import load_images, torch_predictor, verify_artifact
 
 IMAGES = 100  # 20 per class of the 5 sample classes
 
@@ -80,9 +80,7 @@ def test_real_onnx_trt_int8(real, calibration, tmp_path):
 
     source = real[0]
     onnx_path = export_onnx(source.model, source.card, tmp_path / "model.onnx")
-    int8 = quantize_trt_onnx(
-        onnx_path, tmp_path / "trt" / "model.onnx", calibration=calibration
-    )
+    int8 = quantize_trt_onnx(onnx_path, tmp_path / "trt" / "model.onnx", calibration=calibration)
     _check(int8, real, "onnxruntime", fp=False)
 
 

@@ -73,9 +73,18 @@ def image_type_constants(card: ModelCard) -> dict[str, Any]:
 
 
 def export_coreml(
-    model: nn.Module, card: ModelCard, path: str | Path, *, weights: str = "fp16"
+    model: nn.Module,
+    card: ModelCard,
+    path: str | Path,
+    *,
+    weights: str = "fp16",
+    opset: int | None = None,
+    dynamic_batch: bool = False,
 ) -> Path:
     """``model.mlpackage`` (ML Program, FP16 compute, image in, labels out) at ``path``."""
+    from .tflite import static_batch
+
+    static_batch("Core ML", dynamic_batch)
     ct = require("coremltools", "coreml", purpose="Core ML export")
     import torch
 

@@ -23,6 +23,7 @@ from .._io import atomic_write_bytes
 from .._registry import require
 from ..card import ModelCard, sidecar_path
 from ..errors import ExportError
+from .tflite import static_batch
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -66,8 +67,16 @@ def _write(data: bytes, path: Path, card: ModelCard) -> Path:
     return path
 
 
-def export_executorch(model: nn.Module, card: ModelCard, path: str | Path) -> Path:
+def export_executorch(
+    model: nn.Module,
+    card: ModelCard,
+    path: str | Path,
+    *,
+    opset: int | None = None,
+    dynamic_batch: bool = False,
+) -> Path:
     """FP32 ``.pte`` of ``model`` with XNNPACK delegation; card as sidecar."""
+    static_batch("ExecuTorch", dynamic_batch)
     data = _lower(model.eval(), _sample(card))
     out = card.replace(
         format="executorch",
@@ -124,9 +133,12 @@ def export_executorch_int8(
     calibration: Any,
     recipe: str | None = None,
     target: float | None = None,
+    opset: int | None = None,
+    dynamic_batch: bool = False,
     **options: Any,
 ) -> Path:
     """INT8 ``.pte``: the recipe search over :data:`INT8_RECIPES`."""
+    static_batch("ExecuTorch", dynamic_batch)
     from .device_runners import open_for_verify
     from .pt2e import search_model_int8
 

@@ -167,14 +167,7 @@ def _produce(
 ) -> Path:
     card = src.card
     framework = get_framework(src.framework)
-    if fmt.made_from == "model" or fmt.name in framework.native_formats:
-        return framework.produce(fmt, src, dst, opset=opset, dynamic_batch=dynamic_batch)
     options = dict(fmt.options)
-    if fmt.made_from == "model" and src.model is None:
-        raise ExportError(
-            f"format {fmt.name!r} converts a torch model and {src.description} is a Gluon "
-            "model; export it to onnx/openvino instead"
-        )
     if fmt.needs_calibration:
         if data is None:
             raise ExportError(
@@ -186,6 +179,9 @@ def _produce(
         options["calibration"] = CalibrationReader.from_dataset(
             data, spec=card.preprocess, batch_size=1
         )
+    if fmt.made_from == "model" or fmt.name in framework.native_formats:
+        extra = {"calibration": options["calibration"]} if fmt.needs_calibration else {}
+        return framework.produce(fmt, src, dst, opset=opset, dynamic_batch=dynamic_batch, **extra)
     if fmt.toolchain and needs_toolchain(fmt.toolchain):  # e.g. ONNX -> MXNet in its own env
         from ..toolchains.client import call
 
@@ -194,8 +190,6 @@ def _produce(
                     dst=str(dst.resolve()), card=card.to_dict(), options=options)  # fmt: skip
         return Path(made)
     producer = fmt.load_producer()
-    if fmt.made_from == "model":  # tflite, executorch, coreml: straight from the torch model
-        return Path(producer(src.model, card, dst, **options))
     return Path(producer(artifacts[fmt.made_from], dst, card=card, **options))
 
 

@@ -65,6 +65,16 @@ _FP16_RECIPE = [
 ]
 
 
+def static_batch(what: str, dynamic_batch: bool) -> None:
+    """Device formats are batch 1 with static shapes (the Edge TPU and Core ML's image
+    input need them); ``--dynamic-batch`` applies to the ONNX rows only."""
+    if dynamic_batch:
+        raise ConfigError(
+            f"{what} exports have a static batch of 1; drop --dynamic-batch (it applies to "
+            "the onnx rows) or export the device formats in a separate run"
+        )
+
+
 def tflite_card(card: ModelCard, precision: str, **extra: Any) -> ModelCard:
     return card.replace(
         format="tflite",
@@ -121,9 +131,19 @@ def restamp_tflite(path: Path, card: ModelCard) -> None:
 
 
 def export_tflite(
-    model: nn.Module, card: ModelCard, path: str | Path, *, fp16: bool = False
+    model: nn.Module,
+    card: ModelCard,
+    path: str | Path,
+    *,
+    fp16: bool = False,
+    opset: int | None = None,
+    dynamic_batch: bool = False,
 ) -> Path:
-    """FP32 (or FP16-weight) ``.tflite`` of ``model`` at ``path``, NHWC input, card inside."""
+    """FP32 (or FP16-weight) ``.tflite`` of ``model`` at ``path``, NHWC input, card inside.
+
+    ``opset`` is the ONNX rows' option, accepted (and unused) so every row made from the
+    model takes the same keywords."""
+    static_batch("TFLite", dynamic_batch)
     module = _channel_last(model)
     data = _convert(module, _nhwc_sample(card))
     if fp16:
@@ -201,9 +221,12 @@ def export_tflite_int8(
     recipe: str | None = None,
     target: float | None = None,
     io_type: str = "int8",
+    opset: int | None = None,
+    dynamic_batch: bool = False,
     **options: Any,
 ) -> Path:
     """Full-integer INT8 ``.tflite``: the recipe search over :data:`INT8_RECIPES`."""
+    static_batch("TFLite", dynamic_batch)
     from .device_runners import open_for_verify
     from .pt2e import search_model_int8
 

@@ -95,8 +95,10 @@ class Framework(Protocol):
         *,
         opset: int,
         dynamic_batch: bool,
+        **extra: Any,
     ) -> Path:
-        """Write ``fmt`` from the source model itself (rows made from "model", natives)."""
+        """Write ``fmt`` from the source model itself (rows made from "model", natives);
+        ``extra``: ``calibration=`` for INT8 rows made from the model."""
         ...
 
     def eager_baseline(self, run: RunDir, *, threads: int) -> tuple[Predict, float] | None:

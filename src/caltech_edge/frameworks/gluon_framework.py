@@ -141,6 +141,7 @@ class GluonFramework:
         *,
         opset: int,
         dynamic_batch: bool,
+        **extra: Any,
     ) -> Path:
         """ONNX by MXNet's own exporter; the run's symbol/params are the MXNet artifact."""
         if src.native is None:

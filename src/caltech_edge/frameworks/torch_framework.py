@@ -99,13 +99,16 @@ class TorchFramework:
         *,
         opset: int,
         dynamic_batch: bool,
+        **extra: Any,
     ) -> Path:
-        """Rows made from the model: ``producer(module, card, path, **options)``."""
+        """Rows made from the model: ``producer(module, card, path, **options)``; ``extra``:
+        ``calibration=`` for INT8 rows."""
         return Path(
             fmt.load_producer()(
-                src.model, src.card, dst, opset=opset, dynamic_batch=dynamic_batch, **fmt.options
+                src.model, src.card, dst, opset=opset, dynamic_batch=dynamic_batch,
+                **fmt.options, **extra,
             )
-        )
+        )  # fmt: skip
 
     def eager_baseline(self, run: RunDir, *, threads: int) -> tuple[Any, float] | None:
         import torch
