@@ -157,6 +157,7 @@ _ROWS = (
         extra="litert",
         description="LiteRT full-integer INT8 (int8 I/O) by PT2E; Edge TPU op report beside",
         needs_calibration=True,
+        options={"target": 0.98},  # the INT8 agreement target
     ),
     ExportFormat(
         name="edgetpu",
@@ -187,6 +188,7 @@ _ROWS = (
         extra="executorch",
         description="ExecuTorch .pte INT8 by PT2E with the XNNPACK quantizer",
         needs_calibration=True,
+        options={"target": 0.98},  # the INT8 agreement target
     ),
     ExportFormat(
         name="coreml",
@@ -208,6 +210,7 @@ _ROWS = (
         description="QDQ INT8 ONNX for TensorRT (symmetric); carries the trtexec command",
         made_from="onnx",
         needs_calibration=True,
+        options={"target": 0.98},  # the INT8 agreement target
     ),
 )
 
