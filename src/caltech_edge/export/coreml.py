@@ -54,6 +54,7 @@ def _head(model: nn.Module, std: tuple[float, float, float]) -> nn.Module:
             super().__init__()
             self.model = model
             inv = torch.tensor([1.0 / s for s in std], dtype=torch.float32).view(1, 3, 1, 1)
+            self.inv_std: torch.Tensor
             self.register_buffer("inv_std", inv)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:

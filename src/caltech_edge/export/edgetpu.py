@@ -117,7 +117,8 @@ def compatibility_report(tflite_path: str | Path) -> dict[str, Any]:
     path = Path(tflite_path)
     model = fu.read_model(path)
     sub = model.subgraphs[0]
-    ops, cut = [], None
+    ops: list[dict[str, Any]] = []
+    cut = None
     for i, op in enumerate(sub.operators):
         name = fu.opcode_to_name(model, op.opcodeIndex) or f"opcode {op.opcodeIndex}"
         problems = _op_problems(model, sub, op, name, fu.type_to_name)
@@ -127,8 +128,8 @@ def compatibility_report(tflite_path: str | Path) -> dict[str, Any]:
         ops.append({"index": i, "op": name, "placement": placement, "problems": problems})
     counts: dict[str, dict[str, int]] = {}
     for entry in ops:
-        slot = counts.setdefault(entry["op"], {"tpu": 0, "cpu": 0})
-        slot[entry["placement"]] += 1
+        slot = counts.setdefault(str(entry["op"]), {"tpu": 0, "cpu": 0})
+        slot[str(entry["placement"])] += 1
     return {
         "model": path.name,
         "predicted_from": DOC_URL,

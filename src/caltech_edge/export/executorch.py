@@ -125,6 +125,10 @@ def quantize_executorch(
     return _write(data, Path(path), out)
 
 
+def _restamp(path: Path, card: ModelCard) -> None:
+    card.save(sidecar_path(path))
+
+
 def export_executorch_int8(
     model: nn.Module,
     card: ModelCard,
@@ -154,7 +158,7 @@ def export_executorch_int8(
         calibration=calibration,
         recipes=INT8_RECIPES,
         infer=infer,
-        restamp=lambda p, c: c.save(sidecar_path(p)),
+        restamp=_restamp,
         recipe=recipe,
         target=target,
         **options,
