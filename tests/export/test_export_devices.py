@@ -240,3 +240,23 @@ MEAN                           1          Operation is working on an unsupported
 QUANTIZE                       1          More than one subgraph is not supported
 """
     assert compiler_mapping(log) == {"ops_on_tpu": 34, "ops_on_cpu": 2}
+
+
+def test_cli_exports_device_formats(tmp_path, synthetic_root, capsys):
+    from export_helpers import make_checkpoint
+
+    from caltech_edge.cli import main
+
+    ckpt, classes = make_checkpoint(tmp_path / "ckpt", "squeezenet1_1")
+    out = tmp_path / "out"
+    argv = ["export", "--checkpoint", str(ckpt), "--arch", "squeezenet1_1", "--classes"]
+    argv += [str(classes), "--image-size", "64", "--to", "tflite,onnx-trt-int8", "--out"]
+    argv += [str(out), "--data", str(synthetic_root), "--images", "8", "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "PASS" in printed and "model.tflite" in printed and "onnx-trt-int8" in printed
+    summary = json.loads((out / "export.json").read_text())
+    assert summary["formats"]["tflite"]["backend"] == "litert"
+    assert summary["formats"]["tflite"]["verification"]["passed"] is True
+    trt = summary["formats"]["onnx-trt-int8"]
+    assert trt["precision"] == "int8" and "onnx-trt-int8/trtexec.sh" in trt["files"]
