@@ -130,6 +130,9 @@ def _register_infer(sub: Any) -> None:
         "--capture-sample", type=float, default=0.0, help="also keep this fraction of all frames"
     )
     o.add_argument("--capture-max-files", type=int, default=1000)
+    from .deploy import add_device_args
+
+    add_device_args(p)
     p.set_defaults(func=_infer)
 
 
@@ -177,6 +180,10 @@ def _infer(args: argparse.Namespace) -> int:
     )
     state.mkdir(parents=True, exist_ok=True)
     sequencer = Sequencer(state / "sequence.sqlite")
+    from .deploy import attach_agent
+
+    agent = attach_agent(args, model, state, TlsConfig(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None)
+    model = agent.model if agent is not None else model
     publishers = []  # type: list
     if args.json:
         publishers.append(StreamPublisher(sys.stdout))
@@ -233,6 +240,11 @@ def _infer(args: argparse.Namespace) -> int:
             stream.close()
         source.close()
         sequencer.close()
+        if agent is not None:
+            agent.close()
+            stats_deploy = {"swaps": agent.model.swaps, "rollbacks": agent.model.rollbacks, "jobs": agent.history}
+    if agent is not None:
+        stats["deploy"] = stats_deploy
     stats["publishers"] = [p.stats() for p in publishers]
     stats["delivered_all"] = delivered
     print(json.dumps(stats), file=sys.stderr)
