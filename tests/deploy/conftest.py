@@ -9,13 +9,21 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 
-from runtime_helpers import Broker, need_mosquitto, write_video  # noqa: E402
+from runtime_helpers import Broker, need_mosquitto, write_video
 
 IMAGE_SIZE = 32
 CLASSES = ("001.red", "002.green", "003.blue")
 
 
-def tiny_model(out: Path, *, classes=CLASSES, scale: float = 1.0, seed: int = 0, version: str = "1", ir: bool = False) -> Path:
+def tiny_model(
+    out: Path,
+    *,
+    classes=CLASSES,
+    scale: float = 1.0,
+    seed: int = 0,
+    version: str = "1",
+    ir: bool = False,
+) -> Path:
     """A 32 px ResNet-18 exported to ONNX (or IR); ``scale`` multiplies the head (0: uniform)."""
     import torch
 
@@ -29,8 +37,13 @@ def tiny_model(out: Path, *, classes=CLASSES, scale: float = 1.0, seed: int = 0,
     with torch.no_grad():
         model.fc.weight.mul_(scale)
         model.fc.bias.mul_(scale)
-    card = ModelCard(arch="resnet18", class_names=classes, preprocess=PreprocessSpec(image_size=IMAGE_SIZE),
-                     name="tiny", version=version)
+    card = ModelCard(
+        arch="resnet18",
+        class_names=classes,
+        preprocess=PreprocessSpec(image_size=IMAGE_SIZE),
+        name="tiny",
+        version=version,
+    )
     path = export_onnx(model, card, out / "model.onnx")
     if ir:
         from caltech_edge.export.openvino import onnx_to_openvino
@@ -53,7 +66,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.fixture(scope="session")
 def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_video(tmp_path_factory.mktemp("video") / "clip.avi", 120)
+    return write_video(tmp_path_factory.mktemp("video") / "clip.avi", 600)
 
 
 @pytest.fixture()

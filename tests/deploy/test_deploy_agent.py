@@ -84,7 +84,10 @@ def test_confidence_collapse_rolls_back_without_losing_frames(models, tmp_path):
     hashes = _run(agent, 8)
     assert len(hashes) == 8  # every frame produced a result, first 4 by the degraded model
     assert hashes[4:] == [before] * 4 and hashes[0] != before
-    assert agent.history[-1]["status"] == "FAILED" and "confidence collapse" in agent.history[-1]["reason"]
+    assert (
+        agent.history[-1]["status"] == "FAILED"
+        and "confidence collapse" in agent.history[-1]["reason"]
+    )
     agent.close()
     assert _run(_agent(tmp_path, models["v1"]), 1) == [before]  # rollback persisted
 

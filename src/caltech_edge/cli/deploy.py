@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 
 def register(sub: Any) -> None:
@@ -19,7 +19,9 @@ def register(sub: Any) -> None:
         "device's $aws/things/<thing>/jobs/notify-next topic; devices running "
         "'infer --accept-deployments' download, check, self-test, swap and report.",
     )
-    p.add_argument("artifact", help="model file (.onnx, .xml, -symbol.json) or a folder holding one")
+    p.add_argument(
+        "artifact", help="model file (.onnx, .xml, -symbol.json) or a folder holding one"
+    )
     p.add_argument("--device", action="append", default=[], help="thing name (repeatable)")
     p.add_argument("--group", action="append", default=[], help="device group (repeatable)")
     p.add_argument("--mqtt-host", required=True)
@@ -48,7 +50,9 @@ def _deploy(args: argparse.Namespace) -> int:
         wait=args.wait,
         job_id=args.job_id,
     )
-    print_json({k: out[k] for k in ("statuses", "details", "succeeded")} | {"jobId": out["job"]["jobId"]})
+    print_json(
+        {k: out[k] for k in ("statuses", "details", "succeeded")} | {"jobId": out["job"]["jobId"]}
+    )
     return 0 if out["succeeded"] or not args.device else 1
 
 
@@ -60,19 +64,29 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="receive model deployments on $aws/things/<device>/jobs/notify-next (needs --mqtt-host)",
     )
-    g.add_argument("--group", dest="deploy_groups", action="append", default=[], help="device group (repeatable)")
+    g.add_argument(
+        "--group",
+        dest="deploy_groups",
+        action="append",
+        default=[],
+        help="device group (repeatable)",
+    )
     g.add_argument("--max-artifact-bytes", type=int, default=512 * 1024 * 1024)
-    g.add_argument("--probation-frames", type=int, default=20, help="results a new model is watched for")
+    g.add_argument(
+        "--probation-frames", type=int, default=20, help="results a new model is watched for"
+    )
     g.add_argument(
         "--rollback-confidence-ratio",
         type=float,
         default=0.5,
         help="roll back when mean top-1 on probation < this x the previous model's",
     )
-    g.add_argument("--rollback-error-rate", type=float, default=0.0, help="tolerated error rate on probation")
+    g.add_argument(
+        "--rollback-error-rate", type=float, default=0.0, help="tolerated error rate on probation"
+    )
 
 
-def attach_agent(args: argparse.Namespace, model: Any, state: Path, tls: Any = None) -> Optional[Any]:
+def attach_agent(args: argparse.Namespace, model: Any, state: Path, tls: Any = None) -> Any | None:
     """A started :class:`DeploymentAgent` when ``--accept-deployments`` is given, else None."""
     if not getattr(args, "accept_deployments", False):
         return None

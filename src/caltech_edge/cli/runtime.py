@@ -182,7 +182,12 @@ def _infer(args: argparse.Namespace) -> int:
     sequencer = Sequencer(state / "sequence.sqlite")
     from .deploy import attach_agent
 
-    agent = attach_agent(args, model, state, TlsConfig(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None)
+    agent = attach_agent(
+        args,
+        model,
+        state,
+        TlsConfig(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None,
+    )
     model = agent.model if agent is not None else model
     publishers = []  # type: list
     if args.json:
@@ -242,7 +247,11 @@ def _infer(args: argparse.Namespace) -> int:
         sequencer.close()
         if agent is not None:
             agent.close()
-            stats_deploy = {"swaps": agent.model.swaps, "rollbacks": agent.model.rollbacks, "jobs": agent.history}
+            stats_deploy = {
+                "swaps": agent.model.swaps,
+                "rollbacks": agent.model.rollbacks,
+                "jobs": agent.history,
+            }
     if agent is not None:
         stats["deploy"] = stats_deploy
     stats["publishers"] = [p.stats() for p in publishers]

@@ -15,9 +15,10 @@ import logging
 import queue
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -39,34 +40,41 @@ class AgentConfig:
 
     thing: str
     state_dir: Path
-    groups: Tuple[str, ...] = ()
-    host: Optional[str] = None  # no broker: jobs only through submit()
+    groups: tuple[str, ...] = ()
+    host: str | None = None  # no broker: jobs only through submit()
     port: int = 1883
     tls: Any = None
     max_bytes: int = MAX_ARTIFACT_BYTES
     probation_frames: int = 20
     collapse_ratio: float = 0.5
     max_error_rate: float = 0.0
-    load_kwargs: Dict[str, Any] = field(default_factory=dict)
+    load_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def check_card(summary: Dict[str, Any], current: Any) -> None:
+def check_card(summary: dict[str, Any], current: Any) -> None:
     """Refuse a model whose input contract differs or which lacks a class the device uses."""
     card = current.card
     if summary.get("preprocess") != card.preprocess.to_dict():
-        raise DeploymentError("input contract differs: preprocess {} != running {}".format(
-            summary.get("preprocess"), card.preprocess.to_dict()))
+        raise DeploymentError(
+            "input contract differs: preprocess {} != running {}".format(
+                summary.get("preprocess"), card.preprocess.to_dict()
+            )
+        )
     names = list(summary.get("class_names") or [])
     if len(names) != int(summary.get("num_classes", -1)):
-        raise DeploymentError("card lists {} class names but says num_classes={}".format(
-            len(names), summary.get("num_classes")))
+        raise DeploymentError(
+            "card lists {} class names but says num_classes={}".format(
+                len(names), summary.get("num_classes")
+            )
+        )
     missing = [c for c in card.class_names if c not in names]
     if missing:
-        raise DeploymentError("{} of the running model's classes are missing (e.g. {!r})".format(
-            len(missing), missing[0]))
+        raise DeploymentError(
+            f"{len(missing)} of the running model's classes are missing (e.g. {missing[0]!r})"
+        )
 
 
-def self_test(candidate: Any, summary: Dict[str, Any], samples: List[Any]) -> int:
+def self_test(candidate: Any, summary: dict[str, Any], samples: list[Any]) -> int:
     """Run the candidate on kept frames; its outputs must be finite, one per declared class."""
     if [str(c) for c in candidate.card.class_names] != list(summary["class_names"]):
         raise DeploymentError("the artifact's own card does not match the job's card summary")
@@ -76,8 +84,9 @@ def self_test(candidate: Any, summary: Dict[str, Any], samples: List[Any]) -> in
         x = candidate.preprocess(data, roi) if kind == "frame" else np.asarray(data)
         logits = np.asarray(candidate.runtime.infer(x[None]))
         if logits.reshape(1, -1).shape[1] != len(candidate.labels):
-            raise DeploymentError("self-test: model outputs {} scores for {} classes".format(
-                logits.reshape(1, -1).shape[1], len(candidate.labels)))
+            raise DeploymentError(
+                f"self-test: model outputs {logits.reshape(1, -1).shape[1]} scores for {len(candidate.labels)} classes"
+            )
         if not np.all(np.isfinite(logits)):
             raise DeploymentError("self-test: model outputs non-finite scores")
     return len(samples)
@@ -92,7 +101,11 @@ class DeploymentAgent:
         self.state = DeployState(Path(config.state_dir) / "deploy")
         self._pending_reports = []  # type: List[Tuple[str, str, Dict[str, Any]]]
         live = self._restore(model)
-        resume = self._load_meta(self.state.active.get("previous")) if self.state.active.get("probation") else None
+        resume = (
+            self._load_meta(self.state.active.get("previous"))
+            if self.state.active.get("probation")
+            else None
+        )
         self.model = SwappableModel(
             resume if resume is not None else live,
             collapse_ratio=config.collapse_ratio,
@@ -100,7 +113,9 @@ class DeploymentAgent:
         )
         if resume is not None:  # a clean restart mid-probation resumes the probation
             job_id = str((self.state.active.get("current") or {}).get("job_id", ""))
-            self.model.swap(live, probation_frames=config.probation_frames, on_verdict=self._verdict_cb(job_id))
+            self.model.swap(
+                live, probation_frames=config.probation_frames, on_verdict=self._verdict_cb(job_id)
+            )
         self.history = []  # type: List[Dict[str, Any]]
         self._jobs = queue.Queue()  # type: queue.Queue
         self._client = None  # type: Any
@@ -112,7 +127,7 @@ class DeploymentAgent:
             self._connect()
 
     # -- restart ------------------------------------------------------------------------
-    def _load_meta(self, meta: Optional[Dict[str, Any]]) -> Any:
+    def _load_meta(self, meta: dict[str, Any] | None) -> Any:
         if not meta or not meta.get("path"):
             return None
         try:
@@ -128,24 +143,37 @@ class DeploymentAgent:
             return given
         if active.get("probation") and not active.get("clean"):
             failed = active.get("current") or {}
-            log.warning("the process died while model %s was on probation: rolling back", failed.get("hash"))
+            log.warning(
+                "the process died while model %s was on probation: rolling back", failed.get("hash")
+            )
             self.state.end_probation(False)
-            self._report_later(failed.get("job_id", ""), "FAILED", reason="crashed during probation")
+            self._report_later(
+                failed.get("job_id", ""), "FAILED", reason="crashed during probation"
+            )
         model = self._load_meta(self.state.active.get("current"))
         return model if model is not None else given
 
-    def _meta(self, model: Any, job_id: str = "") -> Dict[str, Any]:
-        return {"path": str(getattr(model, "path", "") or ""), "hash": model.info.get("hash", ""), "job_id": job_id}
+    def _meta(self, model: Any, job_id: str = "") -> dict[str, Any]:
+        return {
+            "path": str(getattr(model, "path", "") or ""),
+            "hash": model.info.get("hash", ""),
+            "job_id": job_id,
+        }
 
     # -- MQTT -----------------------------------------------------------------------------
     def _connect(self) -> None:
         mqtt = require("paho.mqtt.client", "mqtt", purpose="receiving deployments")
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="{}-deploy".format(self.config.thing),
-                             clean_session=False)
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"{self.config.thing}-deploy",
+            clean_session=False,
+        )
         if self.config.tls is not None:
             tls = self.config.tls
             client.tls_set(ca_certs=tls.ca_certs, certfile=tls.certfile, keyfile=tls.keyfile)
-        topics = [jobs.notify_topic(self.config.thing)] + [jobs.group_topic(g) for g in self.config.groups]
+        topics = [jobs.notify_topic(self.config.thing)] + [
+            jobs.group_topic(g) for g in self.config.groups
+        ]
         self._subscribed = threading.Event()
 
         def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -193,7 +221,7 @@ class DeploymentAgent:
             self._client.publish(jobs.update_topic(self.config.thing, job_id), data, qos=1)
 
     # -- jobs -----------------------------------------------------------------------------
-    def submit(self, document: Dict[str, Any]) -> None:
+    def submit(self, document: dict[str, Any]) -> None:
         """Queue a job document without MQTT (tests, a local file watcher)."""
         self._jobs.put(document)
 
@@ -212,27 +240,40 @@ class DeploymentAgent:
                 self._publish_status(job_id, "FAILED", reason=str(exc))
             except Exception as exc:  # a backend failing to load is a FAILED job, not a dead agent
                 log.exception("job %s failed", job_id)
-                self._publish_status(job_id, "FAILED", reason="{}: {}".format(type(exc).__name__, exc))
+                self._publish_status(job_id, "FAILED", reason=f"{type(exc).__name__}: {exc}")
             finally:
                 self._jobs.task_done()
 
-    def apply(self, document: Dict[str, Any]) -> None:
+    def apply(self, document: dict[str, Any]) -> None:
         """Run one job to the swap; the verdict (SUCCEEDED/FAILED) follows after probation."""
         job_id = str(document["jobId"])
         art, summary = document["artifact"], document["card"]
         self._publish_status(job_id, "IN_PROGRESS", step="downloading")
         if int(art["size"]) > self.config.max_bytes:
-            raise DeploymentError("artifact of {} bytes is over this device's {} byte limit".format(
-                art["size"], self.config.max_bytes))
+            raise DeploymentError(
+                "artifact of {} bytes is over this device's {} byte limit".format(
+                    art["size"], self.config.max_bytes
+                )
+            )
         staging = self.state.root / "staging" / job_id.replace("/", "_")
         download = staging / "download"
-        digest = fetch(str(art["url"]), download, max_bytes=min(self.config.max_bytes, int(art["size"])))
+        digest = fetch(
+            str(art["url"]), download, max_bytes=min(self.config.max_bytes, int(art["size"]))
+        )
         if digest != art["sha256"]:
-            raise DeploymentError("sha256 mismatch: got {}, job says {}".format(digest[:12], str(art["sha256"])[:12]))
+            raise DeploymentError(
+                "sha256 mismatch: got {}, job says {}".format(digest[:12], str(art["sha256"])[:12])
+            )
         target = self.state.models_dir(digest)
         if target.exists():
             shutil.rmtree(str(target))
-        path = unpack(download, str(art["entry"]), target, archive=bool(art.get("archive")), max_bytes=self.config.max_bytes)
+        path = unpack(
+            download,
+            str(art["entry"]),
+            target,
+            archive=bool(art.get("archive")),
+            max_bytes=self.config.max_bytes,
+        )
         shutil.rmtree(str(staging), ignore_errors=True)
         check_card(summary, self.model.current)
         self._publish_status(job_id, "IN_PROGRESS", step="self-test")
@@ -242,9 +283,16 @@ class DeploymentAgent:
         tested = self_test(candidate, summary, self.model.sample())
         previous = self.model.current
         frames = self.config.probation_frames
-        self.state.set_active(self._meta(candidate, job_id), self._meta(previous), probation=frames > 0)
-        self._publish_status(job_id, "IN_PROGRESS", step="probation", self_tested_frames=tested,
-                             model_hash=candidate.info.get("hash"))
+        self.state.set_active(
+            self._meta(candidate, job_id), self._meta(previous), probation=frames > 0
+        )
+        self._publish_status(
+            job_id,
+            "IN_PROGRESS",
+            step="probation",
+            self_tested_frames=tested,
+            model_hash=candidate.info.get("hash"),
+        )
         self.model.swap(candidate, probation_frames=frames, on_verdict=self._verdict_cb(job_id))
 
     def _verdict_cb(self, job_id: str) -> Callable[[bool, str], None]:
@@ -255,6 +303,7 @@ class DeploymentAgent:
             if not passed:
                 details["rolled_back"] = True
             self._publish_status(job_id, status, **details)
+
         return verdict
 
     def idle(self, timeout: float = 30.0) -> bool:

@@ -16,9 +16,8 @@ import tarfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Union
 
-from .._io import sha256_file
 from ..card import sidecar_path
 from ..errors import CaltechEdgeError
 
@@ -32,11 +31,11 @@ class DeploymentError(CaltechEdgeError):
     """A deployment cannot go ahead; the message is the job's FAILED reason."""
 
 
-def artifact_files(path: PathLike) -> List[Path]:
+def artifact_files(path: PathLike) -> list[Path]:
     """Every file a model artifact needs, the entry file first (``.xml`` -> also ``.bin``)."""
     path = Path(path)
     if not path.is_file():
-        raise DeploymentError("{}: no such model artifact".format(path))
+        raise DeploymentError(f"{path}: no such model artifact")
     files = [path]
     if path.suffix == ".xml":
         files.append(path.with_suffix(".bin"))
@@ -51,7 +50,7 @@ def artifact_files(path: PathLike) -> List[Path]:
     return files
 
 
-def pack(path: PathLike, out_dir: PathLike) -> Tuple[Path, str]:
+def pack(path: PathLike, out_dir: PathLike) -> tuple[Path, str]:
     """The file to ship for ``path`` and the entry name inside it (archive for multi-file)."""
     files = artifact_files(path)
     if len(files) == 1:
@@ -81,24 +80,24 @@ def fetch(url: str, dest: PathLike, *, max_bytes: int, timeout: float = 30.0) ->
     tmp = dest.with_name(dest.name + ".part")
     try:
         if parsed.scheme in ("http", "https"):
-            src = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - scheme checked
+            src = urllib.request.urlopen(url, timeout=timeout)
         elif parsed.scheme in ("", "file"):
             src = open(urllib.parse.unquote(parsed.path) if parsed.scheme else url, "rb")  # noqa: SIM115
         else:
-            raise DeploymentError("artifact URL {!r}: only http(s)://, file:// or a path".format(url))
+            raise DeploymentError(f"artifact URL {url!r}: only http(s)://, file:// or a path")
         with src, open(str(tmp), "wb") as out:
             length = getattr(src, "headers", {}).get("Content-Length") if parsed.scheme else None
             if length is not None and int(length) > max_bytes:
-                raise DeploymentError("artifact is {} bytes, over the {} limit".format(length, max_bytes))
+                raise DeploymentError(f"artifact is {length} bytes, over the {max_bytes} limit")
             for block in iter(lambda: src.read(1 << 16), b""):
                 total += len(block)
                 if total > max_bytes:
-                    raise DeploymentError("artifact exceeds the {} byte limit".format(max_bytes))
+                    raise DeploymentError(f"artifact exceeds the {max_bytes} byte limit")
                 digest.update(block)
                 out.write(block)
         os.replace(str(tmp), str(dest))
     except OSError as exc:
-        raise DeploymentError("cannot download {}: {}".format(url, exc)) from exc
+        raise DeploymentError(f"cannot download {url}: {exc}") from exc
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -106,8 +105,12 @@ def fetch(url: str, dest: PathLike, *, max_bytes: int, timeout: float = 30.0) ->
 
 
 def safe_extract(
-    archive: PathLike, dest: PathLike, *, max_members: int = MAX_MEMBERS, max_bytes: int = MAX_ARTIFACT_BYTES
-) -> List[Path]:
+    archive: PathLike,
+    dest: PathLike,
+    *,
+    max_members: int = MAX_MEMBERS,
+    max_bytes: int = MAX_ARTIFACT_BYTES,
+) -> list[Path]:
     """Extract a flat tar of regular files into ``dest``; refuse anything else."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -117,31 +120,31 @@ def safe_extract(
         with tarfile.open(str(archive), "r:") as tar:
             members = tar.getmembers()
             if len(members) > max_members:
-                raise DeploymentError("archive has {} members (limit {})".format(len(members), max_members))
+                raise DeploymentError(f"archive has {len(members)} members (limit {max_members})")
             for m in members:
                 name = m.name
                 if not m.isfile():
-                    raise DeploymentError("archive member {!r} is not a regular file".format(name))
+                    raise DeploymentError(f"archive member {name!r} is not a regular file")
                 if name != os.path.basename(name) or name in ("", ".", "..") or "\\" in name:
-                    raise DeploymentError("archive member {!r} is not a plain file name".format(name))
+                    raise DeploymentError(f"archive member {name!r} is not a plain file name")
                 total += m.size
                 if total > max_bytes:
-                    raise DeploymentError("archive expands past {} bytes".format(max_bytes))
+                    raise DeploymentError(f"archive expands past {max_bytes} bytes")
                 src = tar.extractfile(m)
                 if src is None:
-                    raise DeploymentError("archive member {!r} is unreadable".format(name))
+                    raise DeploymentError(f"archive member {name!r} is unreadable")
                 with src, open(str(dest / name), "wb") as fh:
                     shutil.copyfileobj(src, fh)
                 out.append(dest / name)
     except tarfile.TarError as exc:
-        raise DeploymentError("artifact is not a valid archive: {}".format(exc)) from exc
+        raise DeploymentError(f"artifact is not a valid archive: {exc}") from exc
     return out
 
 
 def unpack(download: Path, entry: str, dest: Path, *, archive: bool, max_bytes: int) -> Path:
     """The loadable entry file of a downloaded artifact (extracted if it is an archive)."""
     if os.path.basename(entry) != entry or entry in ("", ".", ".."):
-        raise DeploymentError("job entry {!r} is not a plain file name".format(entry))
+        raise DeploymentError(f"job entry {entry!r} is not a plain file name")
     if archive:
         safe_extract(download, dest, max_bytes=max_bytes)
     else:
@@ -149,5 +152,5 @@ def unpack(download: Path, entry: str, dest: Path, *, archive: bool, max_bytes: 
         os.replace(str(download), str(dest / entry))
     path = dest / entry
     if not path.is_file():
-        raise DeploymentError("artifact has no entry file {!r}".format(entry))
+        raise DeploymentError(f"artifact has no entry file {entry!r}")
     return path

@@ -13,12 +13,12 @@ import json
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
+from .._io import sha256_file as file_sha256
 from ..card import ModelCard
 from ..runtime.payload import now_iso
 from ..runtime.predictor import artifact_hash
-from .._io import sha256_file as file_sha256
 from .artifact import ARCHIVE_SUFFIX
 
 JOB_SCHEMA_VERSION = 1
@@ -27,23 +27,23 @@ TERMINAL = ("SUCCEEDED", "FAILED")
 
 
 def notify_topic(thing: str) -> str:
-    return "$aws/things/{}/jobs/notify-next".format(thing)
+    return f"$aws/things/{thing}/jobs/notify-next"
 
 
 def group_topic(group: str) -> str:
-    return "caltech-edge/groups/{}/jobs/notify-next".format(group)
+    return f"caltech-edge/groups/{group}/jobs/notify-next"
 
 
 def update_topic(thing: str, job_id: str) -> str:
-    return "$aws/things/{}/jobs/{}/update".format(thing, job_id)
+    return f"$aws/things/{thing}/jobs/{job_id}/update"
 
 
 def update_filter(thing: str = "+") -> str:
     """Subscription for every status update of ``thing`` (``+``: all devices)."""
-    return "$aws/things/{}/jobs/+/update".format(thing)
+    return f"$aws/things/{thing}/jobs/+/update"
 
 
-def card_summary(card: ModelCard) -> Dict[str, Any]:
+def card_summary(card: ModelCard) -> dict[str, Any]:
     """What the device compares with its running model before it accepts the new one."""
     return {
         "name": card.name,
@@ -64,13 +64,14 @@ def make_job(
     card: ModelCard,
     *,
     url: str,
-    job_id: Optional[str] = None,
-) -> Dict[str, Any]:
+    job_id: str | None = None,
+) -> dict[str, Any]:
     """The job document for ``shipped`` (the file devices download), served at ``url``."""
     return {
         "schema_version": JOB_SCHEMA_VERSION,
         "operation": "caltech-edge.deploy-model",
-        "jobId": job_id or "deploy-{}-{}".format(time.strftime("%Y%m%dT%H%M%S"), uuid.uuid4().hex[:8]),
+        "jobId": job_id
+        or "deploy-{}-{}".format(time.strftime("%Y%m%dT%H%M%S"), uuid.uuid4().hex[:8]),
         "created": now_iso(),
         "artifact": {
             "url": url,
@@ -84,9 +85,12 @@ def make_job(
     }
 
 
-def notification(job: Dict[str, Any]) -> bytes:
+def notification(job: dict[str, Any]) -> bytes:
     """The ``notify-next`` message body (``execution.jobDocument`` as AWS IoT Jobs sends it)."""
-    body = {"timestamp": int(time.time()), "execution": {"jobId": job["jobId"], "status": "QUEUED", "jobDocument": job}}
+    body = {
+        "timestamp": int(time.time()),
+        "execution": {"jobId": job["jobId"], "status": "QUEUED", "jobDocument": job},
+    }
     return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from .._registry import require
 from ..errors import ConfigError
@@ -33,7 +34,7 @@ def resolve_artifact(path: Path) -> Path:
             found = sorted(path.glob(pattern)) or sorted(path.glob("*/" + pattern))
             if found:
                 return found[0]
-    raise ConfigError("{}: not a model file or a folder holding .onnx/.xml/-symbol.json".format(path))
+    raise ConfigError(f"{path}: not a model file or a folder holding .onnx/.xml/-symbol.json")
 
 
 class StatusCollector:
@@ -67,13 +68,13 @@ def deploy(
     groups: Sequence[str] = (),
     host: str,
     port: int = 1883,
-    url: Optional[str] = None,
+    url: str | None = None,
     serve_host: str = "127.0.0.1",
     serve_port: int = 0,
     wait: float = 600.0,
-    work_dir: Optional[Path] = None,
-    job_id: Optional[str] = None,
-) -> Dict[str, Any]:
+    work_dir: Path | None = None,
+    job_id: str | None = None,
+) -> dict[str, Any]:
     """Publish a deployment of ``artifact`` to ``things``/``groups``; wait for their verdicts."""
     if not things and not groups:
         raise ConfigError("deploy needs at least one --device or --group")
@@ -86,7 +87,9 @@ def deploy(
         url = server.add(shipped)
     document = jobs.make_job(shipped, entry, model_path, card, url=url, job_id=job_id)
     mqtt = require("paho.mqtt.client", "mqtt", purpose="publishing deployments")
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="caltech-edge-deploy-" + document["jobId"][-8:])
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id="caltech-edge-deploy-" + document["jobId"][-8:]
+    )
     collector = StatusCollector(client, document["jobId"])
     subscribed = threading.Event()
     client.on_connect = lambda c, *a: c.subscribe(jobs.update_topic("+", document["jobId"]), qos=1)
@@ -94,13 +97,15 @@ def deploy(
     try:
         client.connect(host, int(port), keepalive=30)
     except OSError as exc:
-        raise DeploymentError("cannot reach the MQTT broker {}:{} ({})".format(host, port, exc)) from exc
+        raise DeploymentError(f"cannot reach the MQTT broker {host}:{port} ({exc})") from exc
     client.loop_start()
     topics = [jobs.notify_topic(t) for t in things] + [jobs.group_topic(g) for g in groups]
     try:
         subscribed.wait(10)
         for topic in topics:
-            client.publish(topic, jobs.notification(document), qos=1, retain=True).wait_for_publish(10)
+            client.publish(topic, jobs.notification(document), qos=1, retain=True).wait_for_publish(
+                10
+            )
         deadline = time.monotonic() + float(wait)
         while things and time.monotonic() < deadline and not collector.terminal(things):
             time.sleep(0.1)

@@ -11,7 +11,6 @@ import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, Optional
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -21,7 +20,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt: str, *args: object) -> None:  # quiet by default
         return None
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         server = self.server  # type: ArtifactHttpd  # type: ignore[assignment]
         if not server.slots.acquire(timeout=5):
             self.send_error(503, "busy")
@@ -63,16 +62,18 @@ class ArtifactServer:
     @property
     def base_url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return "http://{}:{}".format(host, port)
+        return f"http://{host}:{port}"
 
-    def add(self, path: Path, name: Optional[str] = None) -> str:
+    def add(self, path: Path, name: str | None = None) -> str:
         """Register ``path``; returns its URL."""
         name = name or Path(path).name
         self.httpd.files[name] = Path(path)
-        return "{}/artifacts/{}".format(self.base_url, name)
+        return f"{self.base_url}/artifacts/{name}"
 
-    def start(self) -> "ArtifactServer":
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="artifacts", daemon=True)
+    def start(self) -> ArtifactServer:
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, name="artifacts", daemon=True
+        )
         self._thread.start()
         return self
 

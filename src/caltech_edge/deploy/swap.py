@@ -17,7 +17,8 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,9 @@ Verdict = Callable[[bool, str], None]
 
 
 class _Probation:
-    def __init__(self, previous: Any, frames: int, baseline: float, on_verdict: Optional[Verdict]) -> None:
+    def __init__(
+        self, previous: Any, frames: int, baseline: float, on_verdict: Verdict | None
+    ) -> None:
         self.previous = previous
         self.frames = int(frames)
         self.baseline = float(baseline)
@@ -72,23 +75,29 @@ class SwappableModel:
     def supports_prefetch(self) -> bool:
         return bool(getattr(self._model, "supports_prefetch", True))
 
-    def preprocess(self, frame_bgr: np.ndarray, roi: Optional[Sequence[float]] = None) -> np.ndarray:
+    def preprocess(self, frame_bgr: np.ndarray, roi: Sequence[float] | None = None) -> np.ndarray:
         # every candidate passed the card check: same input contract, so any model's
         # preprocessing is the right one for whichever model infers the tensor
         return self._model.preprocess(frame_bgr, roi)
 
-    def predict(self, frame_bgr: np.ndarray, top_k: int = 5, roi: Optional[Sequence[float]] = None) -> Dict[str, Any]:
+    def predict(
+        self, frame_bgr: np.ndarray, top_k: int = 5, roi: Sequence[float] | None = None
+    ) -> dict[str, Any]:
         self.kept.append(("frame", frame_bgr, roi))
         return self._run(lambda m: m.predict(frame_bgr, top_k=top_k, roi=roi))
 
-    def predict_tensor(self, chw: np.ndarray, top_k: int = 5, preprocess_ms: float = 0.0) -> Dict[str, Any]:
+    def predict_tensor(
+        self, chw: np.ndarray, top_k: int = 5, preprocess_ms: float = 0.0
+    ) -> dict[str, Any]:
         self.kept.append(("tensor", chw, None))
         return self._run(lambda m: m.predict_tensor(chw, top_k=top_k, preprocess_ms=preprocess_ms))
 
-    def predict_batch(self, frames: Sequence[np.ndarray], top_k: int = 5, roi: Optional[Sequence[float]] = None) -> List[Dict[str, Any]]:
+    def predict_batch(
+        self, frames: Sequence[np.ndarray], top_k: int = 5, roi: Sequence[float] | None = None
+    ) -> list[dict[str, Any]]:
         return [self.predict(f, top_k=top_k, roi=roi) for f in frames]
 
-    def _run(self, call: Callable[[Any], Dict[str, Any]]) -> Dict[str, Any]:
+    def _run(self, call: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
         model, probation = self._model, self._probation  # one read: one model per frame
         try:
             result = call(model)
@@ -101,12 +110,12 @@ class SwappableModel:
             seen = probation.results + probation.errors
             log.warning("deployed model failed on a frame (%s); re-run on the previous one", exc)
             if probation.errors / seen > self.max_error_rate:
-                self._finish(False, "model raised {}: {}".format(type(exc).__name__, exc))
+                self._finish(False, f"model raised {type(exc).__name__}: {exc}")
             return call(probation.previous)
         self._observe(model, probation, result)
         return result
 
-    def _observe(self, model: Any, probation: Optional[_Probation], result: Dict[str, Any]) -> None:
+    def _observe(self, model: Any, probation: _Probation | None, result: dict[str, Any]) -> None:
         preds = result.get("predictions") or []
         top1 = float(preds[0]["probability"]) if preds else 0.0
         if probation is None or probation is not self._probation:
@@ -119,21 +128,29 @@ class SwappableModel:
         mean = probation.confidence / probation.results
         floor = self.collapse_ratio * probation.baseline
         if mean < floor:
-            self._finish(False, "confidence collapse: mean top-1 {:.3f} < {:.3f} ({} x previous {:.3f})".format(
-                mean, floor, self.collapse_ratio, probation.baseline))
+            self._finish(
+                False,
+                f"confidence collapse: mean top-1 {mean:.3f} < {floor:.3f} ({self.collapse_ratio} x previous {probation.baseline:.3f})",
+            )
         else:
-            self._finish(True, "probation passed: mean top-1 {:.3f} over {} results".format(mean, probation.results))
+            self._finish(
+                True, f"probation passed: mean top-1 {mean:.3f} over {probation.results} results"
+            )
 
     # -- what the deployment agent calls ------------------------------------------------
     def baseline(self) -> float:
         return float(np.mean(self._recent)) if self._recent else 0.0
 
-    def swap(self, model: Any, *, probation_frames: int = 0, on_verdict: Optional[Verdict] = None) -> Any:
+    def swap(
+        self, model: Any, *, probation_frames: int = 0, on_verdict: Verdict | None = None
+    ) -> Any:
         """Make ``model`` live from the next frame on; returns the model it replaced."""
         with self._lock:
             previous = self._model
             if probation_frames > 0:
-                self._probation = _Probation(previous, probation_frames, self.baseline(), on_verdict)
+                self._probation = _Probation(
+                    previous, probation_frames, self.baseline(), on_verdict
+                )
             else:
                 self._probation = None
             self._model = model
@@ -159,6 +176,6 @@ class SwappableModel:
     def on_probation(self) -> bool:
         return self._probation is not None
 
-    def sample(self) -> List[Any]:
+    def sample(self) -> list[Any]:
         """The frames kept for self-testing a candidate (oldest first)."""
         return list(self.kept)
