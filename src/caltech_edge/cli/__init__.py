@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "benchmark",
     "deploy",
     "cloud",
+    "retrain",
 )
 
 
