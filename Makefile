@@ -33,7 +33,7 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests examples benchmarks
 	# The device runtime and the core modules it imports stay Python 3.8-compatible.
 	cd src/caltech_edge && ../../$(VENV)/bin/vermin --target=3.8- --no-tips --violations \
-	  runtime card.py errors.py _registry.py _io.py data/transforms.py
+	  runtime card.py errors.py _registry.py _io.py data/transforms.py deploy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -52,7 +52,7 @@ def test_swap_then_probation_succeeds_and_survives_restart(models, tmp_path):
     ("name", "tamper", "reason"),
     [
         ("v2", "corrupt", "sha256 mismatch"),
-        ("two_class", None, "classes are missing"),
+        ("two_class", None, "class count 2 differs"),
         ("v2", "too_big", "byte limit"),
     ],
 )

@@ -51,8 +51,12 @@ class AgentConfig:
     load_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def check_card(summary: dict[str, Any], current: Any) -> None:
-    """Refuse a model whose input contract differs or which lacks a class the device uses."""
+def check_card(summary: dict[str, Any], current: Any, *, allow_new_classes: bool = False) -> None:
+    """Refuse a model whose input contract differs or which lacks a class the device uses.
+
+    Unless ``allow_new_classes``, the class count must also equal the running model's:
+    whatever consumes the results (rules, dashboards) was built for those classes.
+    """
     card = current.card
     if summary.get("preprocess") != card.preprocess.to_dict():
         raise DeploymentError(
@@ -65,6 +69,12 @@ def check_card(summary: dict[str, Any], current: Any) -> None:
         raise DeploymentError(
             "card lists {} class names but says num_classes={}".format(
                 len(names), summary.get("num_classes")
+            )
+        )
+    if not allow_new_classes and len(names) != card.num_classes:
+        raise DeploymentError(
+            "class count {} differs from the running model's {}".format(
+                len(names), card.num_classes
             )
         )
     missing = [c for c in card.class_names if c not in names]
@@ -275,7 +285,7 @@ class DeploymentAgent:
             max_bytes=self.config.max_bytes,
         )
         shutil.rmtree(str(staging), ignore_errors=True)
-        check_card(summary, self.model.current)
+        check_card(summary, self.model.current, allow_new_classes=self.config.allow_new_classes)
         self._publish_status(job_id, "IN_PROGRESS", step="self-test")
         candidate = self.loader(path, **self.config.load_kwargs)
         if art.get("model_hash") and artifact_hash(path) != art["model_hash"]:
