@@ -15,10 +15,9 @@ import logging
 import queue
 import shutil
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -40,18 +39,19 @@ class AgentConfig:
 
     thing: str
     state_dir: Path
-    groups: tuple[str, ...] = ()
-    host: str | None = None  # no broker: jobs only through submit()
+    groups: Tuple[str, ...] = ()
+    host: Optional[str] = None  # no broker: jobs only through submit()
     port: int = 1883
     tls: Any = None
     max_bytes: int = MAX_ARTIFACT_BYTES
     probation_frames: int = 20
     collapse_ratio: float = 0.5
     max_error_rate: float = 0.0
-    load_kwargs: dict[str, Any] = field(default_factory=dict)
+    allow_new_classes: bool = False  # a model with more classes than the running one
+    load_kwargs: Dict[str, Any] = field(default_factory=dict)
 
 
-def check_card(summary: dict[str, Any], current: Any, *, allow_new_classes: bool = False) -> None:
+def check_card(summary: Dict[str, Any], current: Any, *, allow_new_classes: bool = False) -> None:
     """Refuse a model whose input contract differs or which lacks a class the device uses.
 
     Unless ``allow_new_classes``, the class count must also equal the running model's:
@@ -84,7 +84,7 @@ def check_card(summary: dict[str, Any], current: Any, *, allow_new_classes: bool
         )
 
 
-def self_test(candidate: Any, summary: dict[str, Any], samples: list[Any]) -> int:
+def self_test(candidate: Any, summary: Dict[str, Any], samples: List[Any]) -> int:
     """Run the candidate on kept frames; its outputs must be finite, one per declared class."""
     if [str(c) for c in candidate.card.class_names] != list(summary["class_names"]):
         raise DeploymentError("the artifact's own card does not match the job's card summary")
@@ -137,7 +137,7 @@ class DeploymentAgent:
             self._connect()
 
     # -- restart ------------------------------------------------------------------------
-    def _load_meta(self, meta: dict[str, Any] | None) -> Any:
+    def _load_meta(self, meta: Optional[Dict[str, Any]]) -> Any:
         if not meta or not meta.get("path"):
             return None
         try:
@@ -163,7 +163,7 @@ class DeploymentAgent:
         model = self._load_meta(self.state.active.get("current"))
         return model if model is not None else given
 
-    def _meta(self, model: Any, job_id: str = "") -> dict[str, Any]:
+    def _meta(self, model: Any, job_id: str = "") -> Dict[str, Any]:
         return {
             "path": str(getattr(model, "path", "") or ""),
             "hash": model.info.get("hash", ""),
@@ -231,7 +231,7 @@ class DeploymentAgent:
             self._client.publish(jobs.update_topic(self.config.thing, job_id), data, qos=1)
 
     # -- jobs -----------------------------------------------------------------------------
-    def submit(self, document: dict[str, Any]) -> None:
+    def submit(self, document: Dict[str, Any]) -> None:
         """Queue a job document without MQTT (tests, a local file watcher)."""
         self._jobs.put(document)
 
@@ -254,7 +254,7 @@ class DeploymentAgent:
             finally:
                 self._jobs.task_done()
 
-    def apply(self, document: dict[str, Any]) -> None:
+    def apply(self, document: Dict[str, Any]) -> None:
         """Run one job to the swap; the verdict (SUCCEEDED/FAILED) follows after probation."""
         job_id = str(document["jobId"])
         art, summary = document["artifact"], document["card"]

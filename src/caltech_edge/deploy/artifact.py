@@ -16,7 +16,7 @@ import tarfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Union
+from typing import List, Tuple, Union
 
 from ..card import sidecar_path
 from ..errors import CaltechEdgeError
@@ -31,7 +31,7 @@ class DeploymentError(CaltechEdgeError):
     """A deployment cannot go ahead; the message is the job's FAILED reason."""
 
 
-def artifact_files(path: PathLike) -> list[Path]:
+def artifact_files(path: PathLike) -> List[Path]:
     """Every file a model artifact needs, the entry file first (``.xml`` -> also ``.bin``)."""
     path = Path(path)
     if not path.is_file():
@@ -50,7 +50,7 @@ def artifact_files(path: PathLike) -> list[Path]:
     return files
 
 
-def pack(path: PathLike, out_dir: PathLike) -> tuple[Path, str]:
+def pack(path: PathLike, out_dir: PathLike) -> Tuple[Path, str]:
     """The file to ship for ``path`` and the entry name inside it (archive for multi-file)."""
     files = artifact_files(path)
     if len(files) == 1:
@@ -110,7 +110,7 @@ def safe_extract(
     *,
     max_members: int = MAX_MEMBERS,
     max_bytes: int = MAX_ARTIFACT_BYTES,
-) -> list[Path]:
+) -> List[Path]:
     """Extract a flat tar of regular files into ``dest``; refuse anything else."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, Optional
 
 from .._io import sha256_file as file_sha256
 from ..card import ModelCard
@@ -43,7 +43,7 @@ def update_filter(thing: str = "+") -> str:
     return f"$aws/things/{thing}/jobs/+/update"
 
 
-def card_summary(card: ModelCard) -> dict[str, Any]:
+def card_summary(card: ModelCard) -> Dict[str, Any]:
     """What the device compares with its running model before it accepts the new one."""
     return {
         "name": card.name,
@@ -64,8 +64,8 @@ def make_job(
     card: ModelCard,
     *,
     url: str,
-    job_id: str | None = None,
-) -> dict[str, Any]:
+    job_id: Optional[str] = None,
+) -> Dict[str, Any]:
     """The job document for ``shipped`` (the file devices download), served at ``url``."""
     return {
         "schema_version": JOB_SCHEMA_VERSION,
@@ -85,7 +85,7 @@ def make_job(
     }
 
 
-def notification(job: dict[str, Any]) -> bytes:
+def notification(job: Dict[str, Any]) -> bytes:
     """The ``notify-next`` message body (``execution.jobDocument`` as AWS IoT Jobs sends it)."""
     body = {
         "timestamp": int(time.time()),

@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, Optional, Sequence
 
 from .._registry import require
 from ..errors import ConfigError
@@ -68,13 +67,13 @@ def deploy(
     groups: Sequence[str] = (),
     host: str,
     port: int = 1883,
-    url: str | None = None,
+    url: Optional[str] = None,
     serve_host: str = "127.0.0.1",
     serve_port: int = 0,
     wait: float = 600.0,
-    work_dir: Path | None = None,
-    job_id: str | None = None,
-) -> dict[str, Any]:
+    work_dir: Optional[Path] = None,
+    job_id: Optional[str] = None,
+) -> Dict[str, Any]:
     """Publish a deployment of ``artifact`` to ``things``/``groups``; wait for their verdicts."""
     if not things and not groups:
         raise ConfigError("deploy needs at least one --device or --group")

@@ -11,6 +11,7 @@ import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Optional
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -64,7 +65,7 @@ class ArtifactServer:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def add(self, path: Path, name: str | None = None) -> str:
+    def add(self, path: Path, name: Optional[str] = None) -> str:
         """Register ``path``; returns its URL."""
         name = name or Path(path).name
         self.httpd.files[name] = Path(path)

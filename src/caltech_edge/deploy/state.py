@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, Optional
 
 from .._io import atomic_write_json
 
-Meta = dict[str, Any]
+Meta = Dict[str, Any]
 
 
 class DeployState:
@@ -27,7 +27,7 @@ class DeployState:
         self.jobs = self._read(self.jobs_file) or {}  # type: Dict[str, Any]
 
     @staticmethod
-    def _read(path: Path) -> dict[str, Any] | None:
+    def _read(path: Path) -> Optional[Dict[str, Any]]:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -37,7 +37,7 @@ class DeployState:
     def models_dir(self, sha256: str) -> Path:
         return self.root / "models" / sha256[:16]
 
-    def set_active(self, current: Meta, previous: Meta | None, *, probation: bool) -> None:
+    def set_active(self, current: Meta, previous: Optional[Meta], *, probation: bool) -> None:
         self.active = {
             "current": current,
             "previous": previous,
@@ -64,6 +64,6 @@ class DeployState:
         self.jobs[job_id] = {"status": status, "reason": reason}
         atomic_write_json(self.jobs_file, self.jobs)
 
-    def job_status(self, job_id: str) -> str | None:
+    def job_status(self, job_id: str) -> Optional[str]:
         entry = self.jobs.get(job_id)
         return entry.get("status") if isinstance(entry, dict) else None

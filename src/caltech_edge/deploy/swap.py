@@ -17,8 +17,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -30,7 +29,7 @@ Verdict = Callable[[bool, str], None]
 
 class _Probation:
     def __init__(
-        self, previous: Any, frames: int, baseline: float, on_verdict: Verdict | None
+        self, previous: Any, frames: int, baseline: float, on_verdict: Optional[Verdict]
     ) -> None:
         self.previous = previous
         self.frames = int(frames)
@@ -75,29 +74,31 @@ class SwappableModel:
     def supports_prefetch(self) -> bool:
         return bool(getattr(self._model, "supports_prefetch", True))
 
-    def preprocess(self, frame_bgr: np.ndarray, roi: Sequence[float] | None = None) -> np.ndarray:
+    def preprocess(
+        self, frame_bgr: np.ndarray, roi: Optional[Sequence[float]] = None
+    ) -> np.ndarray:
         # every candidate passed the card check: same input contract, so any model's
         # preprocessing is the right one for whichever model infers the tensor
         return self._model.preprocess(frame_bgr, roi)
 
     def predict(
-        self, frame_bgr: np.ndarray, top_k: int = 5, roi: Sequence[float] | None = None
-    ) -> dict[str, Any]:
+        self, frame_bgr: np.ndarray, top_k: int = 5, roi: Optional[Sequence[float]] = None
+    ) -> Dict[str, Any]:
         self.kept.append(("frame", frame_bgr, roi))
         return self._run(lambda m: m.predict(frame_bgr, top_k=top_k, roi=roi))
 
     def predict_tensor(
         self, chw: np.ndarray, top_k: int = 5, preprocess_ms: float = 0.0
-    ) -> dict[str, Any]:
+    ) -> Dict[str, Any]:
         self.kept.append(("tensor", chw, None))
         return self._run(lambda m: m.predict_tensor(chw, top_k=top_k, preprocess_ms=preprocess_ms))
 
     def predict_batch(
-        self, frames: Sequence[np.ndarray], top_k: int = 5, roi: Sequence[float] | None = None
-    ) -> list[dict[str, Any]]:
+        self, frames: Sequence[np.ndarray], top_k: int = 5, roi: Optional[Sequence[float]] = None
+    ) -> List[Dict[str, Any]]:
         return [self.predict(f, top_k=top_k, roi=roi) for f in frames]
 
-    def _run(self, call: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    def _run(self, call: Callable[[Any], Dict[str, Any]]) -> Dict[str, Any]:
         model, probation = self._model, self._probation  # one read: one model per frame
         try:
             result = call(model)
@@ -115,7 +116,7 @@ class SwappableModel:
         self._observe(model, probation, result)
         return result
 
-    def _observe(self, model: Any, probation: _Probation | None, result: dict[str, Any]) -> None:
+    def _observe(self, model: Any, probation: Optional[_Probation], result: Dict[str, Any]) -> None:
         preds = result.get("predictions") or []
         top1 = float(preds[0]["probability"]) if preds else 0.0
         if probation is None or probation is not self._probation:
@@ -142,7 +143,7 @@ class SwappableModel:
         return float(np.mean(self._recent)) if self._recent else 0.0
 
     def swap(
-        self, model: Any, *, probation_frames: int = 0, on_verdict: Verdict | None = None
+        self, model: Any, *, probation_frames: int = 0, on_verdict: Optional[Verdict] = None
     ) -> Any:
         """Make ``model`` live from the next frame on; returns the model it replaced."""
         with self._lock:
@@ -176,6 +177,6 @@ class SwappableModel:
     def on_probation(self) -> bool:
         return self._probation is not None
 
-    def sample(self) -> list[Any]:
+    def sample(self) -> List[Any]:
         """The frames kept for self-testing a candidate (oldest first)."""
         return list(self.kept)
