@@ -57,24 +57,37 @@ class Context:
 
 
 class StoreAction:
-    """Keep the event in SQLite (unique per rule/device/key) and optionally a JSONL file."""
+    """Keep the event in SQLite (unique per rule/device/key) and optionally a JSONL file.
+
+    JSONL lines of a batch are written and fsynced once, in :meth:`sync`, which the service
+    calls just before it commits the batch (and :meth:`discard` when the batch fails).
+    """
 
     def __init__(self, options: dict[str, Any], base: Path) -> None:
         self.jsonl = base / options["jsonl"] if options.get("jsonl") else None
         self.stored = 0
+        self._lines: list[str] = []
 
     def run(self, event: dict[str, Any], ctx: Context) -> None:
         if ctx.store.add_event(ctx.rule, ctx.device, ctx.key, ctx.topic, event):
             self.stored += 1
-            if self.jsonl is not None:  # appended before the commit: at-least-once in the file
-                self.jsonl.parent.mkdir(parents=True, exist_ok=True)
-                line = json.dumps(
-                    {"rule": ctx.rule, "device": ctx.device, "key": ctx.key, "event": event}
-                )
-                with open(str(self.jsonl), "a", encoding="utf-8") as fh:
-                    fh.write(line + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
+            if self.jsonl is not None:
+                row = {"rule": ctx.rule, "device": ctx.device, "key": ctx.key, "event": event}
+                self._lines.append(json.dumps(row) + "\n")
+
+    def sync(self) -> None:
+        """Append this batch's lines durably (before the commit: at-least-once in the file)."""
+        if self.jsonl is None or not self._lines:
+            return
+        self.jsonl.parent.mkdir(parents=True, exist_ok=True)
+        with open(str(self.jsonl), "a", encoding="utf-8") as fh:
+            fh.writelines(self._lines)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._lines = []
+
+    def discard(self) -> None:
+        self._lines = []
 
 
 class RepublishAction:
@@ -204,6 +217,15 @@ def evaluate(rules: list[Rule], doc: Any, topic: str) -> list[tuple[Rule, dict[s
 def run_actions(rule: Rule, event: dict[str, Any], ctx: Context) -> None:
     for _, action in rule.actions:
         action.run(event, ctx)
+
+
+def before_commit(rules: list[Rule], *, failed: bool = False) -> None:
+    """Let actions that batch their output write it (or drop it when the batch failed)."""
+    for rule in rules:
+        for _, action in rule.actions:
+            hook = getattr(action, "discard" if failed else "sync", None)
+            if hook is not None:
+                hook()
 
 
 def rule_stats(rules: list[Rule]) -> dict[str, int | None]:

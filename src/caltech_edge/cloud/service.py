@@ -23,7 +23,7 @@ from typing import Any
 
 from .._registry import require
 from .remote import REQUEST_FILTER, RemoteInference
-from .rules import Context, Rule, evaluate, rule_stats, run_actions
+from .rules import Context, Rule, before_commit, evaluate, rule_stats, run_actions
 from .store import CloudStore
 
 log = logging.getLogger(__name__)
@@ -152,8 +152,10 @@ class CloudService:
             try:
                 for topic, payload, _ in batch:
                     self._process(topic, payload)
+                before_commit(self.rules)
                 self.store.commit()
             except BaseException:
+                before_commit(self.rules, failed=True)
                 self.store.rollback()
                 raise
 
