@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "runtime",
     "quickstart",
     "benchmark",
+    "toolchain",
     "deploy",
     "cloud",
     "retrain",

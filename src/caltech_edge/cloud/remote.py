@@ -126,15 +126,18 @@ class RemoteInference:
 
     def answer(self, payload: bytes) -> dict[str, Any]:
         """The JSON reply to one request body (an error dict for bad input)."""
-        from ..runtime.serve import HttpError, decode_image
+        from ..data.imageheader import sniff
+        from ..runtime.serve.app import HttpError, decode_body
 
         if len(payload) > self.max_bytes:
             return {
                 "error": f"image of {len(payload)} bytes is over the {self.max_bytes} byte limit",
                 "status": 413,
             }
+        if sniff(payload[:16]) not in ("jpeg", "png"):
+            return {"error": "the request body must be JPEG or PNG bytes", "status": 400}
         try:
-            frame = decode_image(payload)
+            frame = decode_body(payload)
             result = self.model.predict(frame, top_k=self.top_k)
         except HttpError as exc:
             return {"error": str(exc), "status": exc.status}
