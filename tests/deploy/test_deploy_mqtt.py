@@ -55,7 +55,7 @@ def test_deploy_swaps_live_device_and_refuses_bad_artifacts(models, video, broke
         wrong = _deploy(models["two_class"], broker)
         assert (
             wrong["statuses"] == {"cam-1": "FAILED"}
-            and "classes" in wrong["details"]["cam-1"]["reason"]
+            and "class count" in wrong["details"]["cam-1"]["reason"]
         )
         device.wait(timeout=120)
     finally:

@@ -56,9 +56,9 @@ class RemoteInference:
         self, model: Any, *, max_bytes: int = MAX_REQUEST_BYTES, top_k: int = 5, max_queue: int = 64
     ) -> None:
         self.model, self.max_bytes, self.top_k = model, int(max_bytes), int(top_k)
-        self._queue = queue.Queue(maxsize=max_queue)  # type: queue.Queue
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._stop = threading.Event()
-        self._publish = None  # type: Optional[Callable[..., None]]
+        self._publish: Callable[..., None] | None = None
         self.answered = self.errors = self.dropped = 0
         self._thread = threading.Thread(target=self._work, name="remote-infer", daemon=True)
 
@@ -91,6 +91,7 @@ class RemoteInference:
                 log.exception("remote inference failed on %s", topic)
 
     def handle(self, topic: str, payload: bytes, props: Any) -> None:
+        correlation_id: str | None
         reply_to = getattr(props, "ResponseTopic", None) if props is not None else None
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
         levels = topic[len(REQUEST_PREFIX) :].split("/")
@@ -172,7 +173,7 @@ def remote_predict(
     mqtt = require("paho.mqtt.client", "mqtt", purpose="remote inference")
     correlation = uuid.uuid4().hex
     reply = response_topic(device, correlation)
-    got, box = threading.Event(), {}  # type: threading.Event, Dict[str, Any]
+    got, box = threading.Event(), {}  # type: threading.Event, dict[str, Any]
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=f"{device}-remote-{correlation[:8]}",

@@ -69,7 +69,7 @@ def retrain(
     out.parent.mkdir(parents=True, exist_ok=True)
     split_file = _split_for(old, Path(data), out)
     config = TrainConfig.from_file(old.config)
-    changes = {"split_file": str(split_file), "weights": "none"}  # type: Dict[str, Any]
+    changes: dict[str, Any] = {"split_file": str(split_file), "weights": "none"}
     if epochs is not None:
         changes["epochs"] = epochs
     if learning_rate is not None:
@@ -87,7 +87,7 @@ def retrain(
     before = evaluate(old, data=data, split="test")
     after = evaluate(new, data=data, split="test")
     keys = ("top1", "top5", "images")
-    report = {
+    report: dict[str, Any] = {
         "previous_run": str(old.root),
         "new_run": str(new.root),
         "data": str(data),
@@ -98,7 +98,7 @@ def retrain(
         "tolerance": tolerance,
         "not_worse": after["top1"] >= before["top1"] - tolerance,
         "export": None,
-    }  # type: Dict[str, Any]
+    }
     if report["not_worse"]:
         from ..export.pipeline import export
 

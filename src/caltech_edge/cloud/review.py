@@ -116,7 +116,7 @@ def _class_folders(dataset: Path) -> dict[str, Path]:
     from ..data.datasets import open_dataset
 
     ds = open_dataset(dataset)
-    folders = {}  # type: Dict[str, Path]
+    folders: dict[str, Path] = {}
     for sample in ds.samples:
         folders.setdefault(ds.classes[sample.label], sample.path.parent)
     for name in ds.classes:
@@ -125,7 +125,7 @@ def _class_folders(dataset: Path) -> dict[str, Path]:
 
 
 def _known_hashes(dataset: Path) -> dict[str, str]:
-    out = {}  # type: Dict[str, str]
+    out: dict[str, str] = {}
     for path in sorted(p for p in dataset.rglob("*") if p.is_file() and _visible(p, dataset)):
         if path.suffix.lower() in (".jpg", ".jpeg", ".png"):
             out.setdefault(sha256_file(path), path.relative_to(dataset).as_posix())
@@ -150,7 +150,7 @@ def merge(reviewed: Path, *, into: Path) -> dict[str, Any]:
     folders = _class_folders(into)
     known = _known_hashes(into)
     counts = {"merged": 0, "duplicates": 0, "skipped": 0}
-    provenance = []  # type: List[Dict[str, Any]]
+    provenance: list[dict[str, Any]] = []
     for row in rows:
         if row["status"] != "accepted":
             counts["skipped"] += 1

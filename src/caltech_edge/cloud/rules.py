@@ -124,9 +124,10 @@ class HandlerAction:
             raise ConfigError(f"cannot load handler file {path}")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        self.fn = getattr(module, name, None)
-        if not callable(self.fn):
+        fn = getattr(module, name, None)
+        if not callable(fn):
             raise ConfigError(f"{path} has no function {name}(event, context)")
+        self.fn: Callable[..., Any] = fn
         self.name = f"{path.name}:{name}"
 
     def run(self, event: dict[str, Any], ctx: Context) -> None:
@@ -141,7 +142,11 @@ class HandlerAction:
                     ctx.store.add_failure(ctx.rule, ctx.device, ctx.key, self.name, repr(exc))
 
 
-ACTIONS = {"store": StoreAction, "republish": RepublishAction, "handler": HandlerAction}  # type: Dict[str, Any]
+ACTIONS: dict[str, Any] = {
+    "store": StoreAction,
+    "republish": RepublishAction,
+    "handler": HandlerAction,
+}
 
 
 @dataclass
@@ -174,7 +179,8 @@ def load_rules(path: Path) -> list[Rule]:
     items = data.get("rules") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
         raise ConfigError(f"{path}: expected a top-level 'rules:' list")
-    rules, names = [], set()  # type: List[Rule], set
+    rules: list[Rule] = []
+    names: set[str] = set()
     for i, item in enumerate(items):
         name = str(item.get("name") or f"rule{i + 1}") if isinstance(item, dict) else ""
         where = f"{path.name} rule {name or i + 1!r}"

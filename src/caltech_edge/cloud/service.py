@@ -57,15 +57,14 @@ class CloudService:
     ) -> None:
         self.rules, self.store, self.remote = rules, store, remote
         self.host, self.port, self.client_id = host, int(port), client_id
-        self._queue = queue.Queue(maxsize=10000)  # type: queue.Queue
+        self._queue: queue.Queue = queue.Queue(maxsize=10000)
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self.processed = self.duplicates = self.bad = 0
         self._busy = False
         self._worker = threading.Thread(target=self._work, name="cloud-rules", daemon=True)
-        self._client = None  # type: Any
+        self._client: Any = None  # -- MQTT -----------------------------------------------------------------------------
 
-    # -- MQTT -----------------------------------------------------------------------------
     def start(self) -> CloudService:
         mqtt = require("paho.mqtt.client", "mqtt", purpose="the cloud rules process")
         props = require("paho.mqtt.properties", "mqtt")

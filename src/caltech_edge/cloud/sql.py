@@ -54,14 +54,14 @@ def _null_safe(fn: Callable[..., Any]) -> Callable[..., Any]:
     return lambda env, *a: None if any(x is None for x in a) else fn(*a)
 
 
-FUNCTIONS = {
+FUNCTIONS: dict[str, Callable[..., Any]] = {
     "topic": _topic,
     "timestamp": lambda env: int(time.time() * 1000),
     "abs": _null_safe(abs),
     "lower": _null_safe(lambda s: str(s).lower()),
     "upper": _null_safe(lambda s: str(s).upper()),
     "round": _null_safe(lambda x, n=0: round(float(x), int(n))),
-}  # type: Dict[str, Callable[..., Any]]
+}
 
 
 def _compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:
@@ -155,7 +155,7 @@ class Query:
 
     def select(self, doc: Any, topic: str) -> dict[str, Any]:
         env = {"doc": doc, "topic": topic}
-        out = {}  # type: Dict[str, Any]
+        out: dict[str, Any] = {}
         for name, expr in self.items:
             if expr is None:
                 out.update(doc if isinstance(doc, dict) else {"value": doc})
@@ -312,7 +312,7 @@ class _Parser:
                     name, pos, ", ".join(sorted(FUNCTIONS))
                 )
             )
-        args = []  # type: List[Expr]
+        args: list[Expr] = []
         if not self.accept("op", ")"):
             args.append(self.expr())
             while self.accept("op", ","):
@@ -321,7 +321,7 @@ class _Parser:
         return lambda env: fn(env, *[a(env) for a in args])
 
     def path(self, first: str) -> Expr:
-        steps = [first]  # type: List[Any]
+        steps: list[Any] = [first]
         while True:
             if self.accept("op", "."):
                 steps.append(self.take("name"))

@@ -64,7 +64,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_HEAD(self) -> None:
         target = self._target()
-        path = self.server.root / target[0] / target[1] / (target[2] + ".jpg") if target else None  # type: ignore[attr-defined]
+        root: Path = getattr(self.server, "root")  # noqa: B009 - set by UploadServer
+        path = root / target[0] / target[1] / (target[2] + ".jpg") if target else None
         if path is None or not path.is_file():
             self._reply(404, {"error": "not uploaded"})
             return
@@ -74,7 +75,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_PUT(self) -> None:
-        server = self.server  # type: Any
+        server: Any = self.server
         if not server.slots.acquire(timeout=5):
             self._reply(503, {"error": "busy, retry later"})
             return
@@ -160,7 +161,7 @@ class UploadServer:
     ) -> None:
         self.httpd = ThreadingHTTPServer((host, int(port)), _Handler)
         self.httpd.daemon_threads = True
-        httpd = self.httpd  # type: Any
+        httpd: Any = self.httpd
         httpd.root, httpd.max_bytes, httpd.sink = Path(root), int(max_bytes), sink
         httpd.slots, httpd.lock = (
             threading.BoundedSemaphore(max(1, max_connections)),
@@ -173,7 +174,7 @@ class UploadServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> UploadServer:
         self._thread.start()

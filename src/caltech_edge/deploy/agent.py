@@ -109,7 +109,7 @@ class DeploymentAgent:
         self.config = config
         self.loader = loader
         self.state = DeployState(Path(config.state_dir) / "deploy")
-        self._pending_reports = []  # type: List[Tuple[str, str, Dict[str, Any]]]
+        self._pending_reports: List[Tuple[str, str, Dict[str, Any]]] = []
         live = self._restore(model)
         resume = (
             self._load_meta(self.state.active.get("previous"))
@@ -126,9 +126,9 @@ class DeploymentAgent:
             self.model.swap(
                 live, probation_frames=config.probation_frames, on_verdict=self._verdict_cb(job_id)
             )
-        self.history = []  # type: List[Dict[str, Any]]
-        self._jobs = queue.Queue()  # type: queue.Queue
-        self._client = None  # type: Any
+        self.history: List[Dict[str, Any]] = []
+        self._jobs: queue.Queue = queue.Queue()
+        self._client: Any = None
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="deploy-agent", daemon=True)
         self._worker.start()

@@ -114,7 +114,7 @@ def safe_extract(
     """Extract a flat tar of regular files into ``dest``; refuse anything else."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    out = []  # type: List[Path]
+    out: List[Path] = []
     total = 0
     try:
         with tarfile.open(str(archive), "r:") as tar:

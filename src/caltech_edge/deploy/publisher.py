@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from .._registry import require
 from ..errors import ConfigError
@@ -41,8 +41,8 @@ class StatusCollector:
 
     def __init__(self, client: Any, job_id: str) -> None:
         self.job_id = job_id
-        self.latest = {}  # type: Dict[str, Dict[str, Any]]
-        self.updates = []  # type: List[Dict[str, Any]]
+        self.latest: Dict[str, Dict[str, Any]] = {}
+        self.updates: List[Dict[str, Any]] = []
         self._lock = threading.Lock()
         client.message_callback_add(jobs.update_topic("+", job_id), self._on_update)
 

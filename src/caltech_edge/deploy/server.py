@@ -11,7 +11,7 @@ import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -22,7 +22,7 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     def do_GET(self) -> None:
-        server = self.server  # type: ArtifactHttpd  # type: ignore[assignment]
+        server: ArtifactHttpd = self.server  # type: ignore[assignment]
         if not server.slots.acquire(timeout=5):
             self.send_error(503, "busy")
             return
@@ -48,7 +48,7 @@ class ArtifactHttpd(ThreadingHTTPServer):
 
     def __init__(self, address: tuple, max_connections: int) -> None:
         super().__init__(address, _Handler)
-        self.files = {}  # type: Dict[str, Path]
+        self.files: Dict[str, Path] = {}
         self.slots = threading.BoundedSemaphore(max(1, int(max_connections)))
         self.downloads = 0
 
@@ -58,12 +58,12 @@ class ArtifactServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_connections: int = 8) -> None:
         self.httpd = ArtifactHttpd((host, int(port)), max_connections)
-        self._thread = None  # type: Optional[threading.Thread]
+        self._thread: Optional[threading.Thread] = None
 
     @property
     def base_url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def add(self, path: Path, name: Optional[str] = None) -> str:
         """Register ``path``; returns its URL."""

@@ -23,8 +23,8 @@ class DeployState:
         self.root.mkdir(parents=True, exist_ok=True)
         self.active_file = self.root / "active.json"
         self.jobs_file = self.root / "jobs.json"
-        self.active = self._read(self.active_file) or {}  # type: Dict[str, Any]
-        self.jobs = self._read(self.jobs_file) or {}  # type: Dict[str, Any]
+        self.active: Dict[str, Any] = self._read(self.active_file) or {}
+        self.jobs: Dict[str, Any] = self._read(self.jobs_file) or {}
 
     @staticmethod
     def _read(path: Path) -> Optional[Dict[str, Any]]:

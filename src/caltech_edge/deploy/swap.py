@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -54,11 +54,11 @@ class SwappableModel:
     ) -> None:
         self._model = model
         self._lock = threading.Lock()
-        self._probation = None  # type: Optional[_Probation]
+        self._probation: Optional[_Probation] = None
         self.collapse_ratio = float(collapse_ratio)
         self.max_error_rate = float(max_error_rate)
-        self.kept = collections.deque(maxlen=max(1, int(keep_frames)))  # type: Deque[Any]
-        self._recent = collections.deque(maxlen=max(1, int(baseline_window)))  # type: Deque[float]
+        self.kept: Deque[Any] = collections.deque(maxlen=max(1, int(keep_frames)))
+        self._recent: Deque[float] = collections.deque(maxlen=max(1, int(baseline_window)))
         self.swaps = 0
         self.rollbacks = 0
 
