@@ -45,7 +45,8 @@ lint: install
 	  -p caltech_edge.toolchains -p caltech_edge.frameworks -p caltech_edge.models \
 	  -p caltech_edge.config -m caltech_edge -m caltech_edge.train -m caltech_edge.train.common \
 	  -m caltech_edge.card -m caltech_edge.errors -m caltech_edge._registry -m caltech_edge.rundir \
-	  -m caltech_edge.export.formats -m caltech_edge.export.pipeline -m caltech_edge.runtime.backends
+	  -m caltech_edge.export.formats -m caltech_edge.export.pipeline -m caltech_edge.runtime.backends \
+	  -p caltech_edge.deploy -p caltech_edge.cloud
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -98,3 +98,57 @@ def test_nothing_lost_across_cloud_and_broker_restart(rules_file, tmp_path, brok
     finally:
         device.disconnect()
         again.close()
+
+
+def test_killed_cloud_process_loses_nothing_and_stores_nothing_twice(rules_file, tmp_path, broker):
+    """SIGKILL mid-stream: unacknowledged messages come back, the ledger drops repeats."""
+    import signal
+    import subprocess
+    import sys
+
+    def start() -> subprocess.Popen:
+        log = open(tmp_path / "cloud.log", "a")  # noqa: SIM115 - handed to the child
+        return subprocess.Popen(
+            [sys.executable, "-c", "import sys; from caltech_edge.cli import main; sys.exit(main())",
+             "cloud", "--rules", str(rules_file), "--state", str(tmp_path / "state"),
+             "--mqtt-port", str(broker.port)],
+            stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
+
+    def seen() -> int:
+        db = tmp_path / "state" / "cloud.sqlite"
+        if not db.exists():
+            return 0
+        import sqlite3
+
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM seen").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+        finally:
+            con.close()
+
+    cloud = start()
+    assert _wait(lambda: '"ready": true' in (tmp_path / "cloud.log").read_text())
+    device = _publisher(broker.port)
+    n = 1000
+    for seq in range(1, n + 1):
+        device.publish("$aws/things/cam-1/infer", _payload(seq, 0.9), qos=1)
+    assert _wait(lambda: seen() >= 20)
+    cloud.send_signal(signal.SIGKILL)  # no clean shutdown, no final acks
+    cloud.wait(timeout=10)
+    killed_at = seen()
+    cloud = start()
+    try:
+        assert _wait(lambda: seen() == n, timeout=60), (killed_at, seen())
+        time.sleep(1.0)  # anything redelivered after the count is reached is dropped, not stored
+        store = CloudStore(tmp_path / "state" / "cloud.sqlite")
+        keys = [r["key"] for r in store.events("all_results")]
+        assert sorted(keys, key=int) == [str(i) for i in range(1, n + 1)]  # each exactly once
+        store.close()
+    finally:
+        cloud.send_signal(signal.SIGTERM)
+        cloud.wait(timeout=30)
+        device.disconnect()
+    assert 0 < killed_at < n  # the kill happened while messages were flowing

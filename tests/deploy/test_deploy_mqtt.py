@@ -72,3 +72,29 @@ def test_deploy_swaps_live_device_and_refuses_bad_artifacts(models, video, broke
     assert set(hashes[:switch]) == {old} and set(hashes[switch:]) == {new}  # one swap, no way back
     stats = json.loads(err.strip().splitlines()[-1])
     assert stats["deploy"]["swaps"] == 1 and stats["deploy"]["rollbacks"] == 0
+
+
+def test_group_deployment_reaches_a_member_over_mqtt(models, broker, tmp_path):
+    """A job for a group is picked up by a device subscribed to it; its status is reported."""
+    import numpy as np
+
+    from caltech_edge.deploy.agent import AgentConfig, DeploymentAgent
+    from caltech_edge.deploy.publisher import deploy
+
+    config = AgentConfig(thing="cam-g", state_dir=tmp_path / "s", groups=("lobby",), host="127.0.0.1",
+                         port=broker.port, probation_frames=0)  # fmt: skip
+    agent = DeploymentAgent(config, load_model(models["v1"]))
+    try:
+        assert agent.wait_subscribed(10)
+        out = deploy(models["v2"], things=[], groups=["lobby"], host="127.0.0.1", port=broker.port,
+                     url=models["v2"].as_uri(), wait=0)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            h["status"] == "SUCCEEDED" for h in agent.history
+        ):
+            time.sleep(0.1)
+        frame = np.zeros((40, 40, 3), np.uint8)
+        assert agent.model.predict(frame)["model"]["hash"] == out["job"]["artifact"]["model_hash"]
+        assert agent.state.job_status(out["job"]["jobId"]) == "SUCCEEDED"
+    finally:
+        agent.close()
