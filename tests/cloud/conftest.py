@@ -46,6 +46,7 @@ rules:
     sql: SELECT device, image, sha256, predictions[0].label AS predicted FROM 'caltech-edge/captures/+'
     actions:
       - store: {jsonl: captures.jsonl}
+      - handler: {file: handler.py, function: handler}
 """
 
 

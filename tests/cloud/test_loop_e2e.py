@@ -113,8 +113,9 @@ def test_the_loop(rules_file, tmp_path, broker):
         )
         assert sorted(int(r["seq"]) for r in _rows(db, "all_results")) == list(range(1, 31))
         low = _rows(db, "low_confidence")
-        calls = (tmp_path / "handler.log").read_text().splitlines() if low else []
-        assert len(calls) == len(low)
+        calls = [json.loads(x) for x in (tmp_path / "handler.log").read_text().splitlines()]
+        assert len(calls) == len(low) + 6  # low-confidence results and every uploaded capture
+        assert sum(c["rule"] == "captures" for c in calls) == 6
 
         # 3. review (the prediction is the default label) and merge; 4. retrain, compare, export
         cam = review_dir / "cam-1"
