@@ -70,3 +70,7 @@ class ModelCardError(CaltechEdgeError):
 
 class BackendError(CaltechEdgeError):
     """A runtime backend failed to load or run an artifact."""
+
+
+class StateError(CaltechEdgeError):
+    """The device's on-disk state (outbox, sequence ids) cannot be written: full disk, permissions."""

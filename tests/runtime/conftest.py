@@ -62,3 +62,26 @@ def broker(tmp_path: Path):
     b = Broker(tmp_path).start()
     yield b
     b.stop()
+
+
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tiny random ResNet-18 as ``edge_artifacts``, ONNX only (no MXNet needed)."""
+    import torch
+
+    from caltech_edge.card import ModelCard
+    from caltech_edge.data.transforms import PreprocessSpec
+    from caltech_edge.export.onnx import export_onnx
+    from caltech_edge.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", len(CLASSES), weights=None).eval()
+    card = ModelCard(
+        arch="resnet18",
+        class_names=CLASSES,
+        preprocess=PreprocessSpec(image_size=IMAGE_SIZE),
+        name="tiny-resnet18",
+        version="3",
+    )
+    out = tmp_path_factory.mktemp("onnx_model")
+    return export_onnx(model, card, out / "model.onnx")

@@ -167,6 +167,8 @@ def run(
             frame=frame_info,
             reason=reason,
             smoothed_over=interpreter.window,
+            epoch=sequencer.epoch,
+            gap=sequencer.take_gap(),
         )
         for pub in publishers:
             pub.publish(payload)

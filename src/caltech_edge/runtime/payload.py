@@ -75,6 +75,15 @@ PAYLOAD_SCHEMA = {
         },
         "reason": {"type": "string", "enum": ["change", "interval", "every"]},
         "smoothed_over": {"type": "integer", "minimum": 1},
+        "epoch": {"type": "string"},
+        "gap": {
+            "type": "object",
+            "required": ["first", "last"],
+            "properties": {
+                "first": {"type": "integer", "minimum": 1},
+                "last": {"type": "integer", "minimum": 1},
+            },
+        },
     },
 }
 
@@ -93,9 +102,15 @@ def make_payload(
     frame: Optional[Dict[str, Any]] = None,
     reason: str = "every",
     smoothed_over: int = 1,
+    epoch: Optional[str] = None,
+    gap: Optional[Dict[str, int]] = None,
 ) -> Dict[str, Any]:
-    """Wrap one :meth:`EdgeModel.predict` result (possibly smoothed) as a versioned payload."""
-    return {
+    """Wrap one :meth:`EdgeModel.predict` result (possibly smoothed) as a versioned payload.
+
+    ``epoch`` names the device's sequence state (new when it had to start from nothing);
+    ``gap`` announces ids a killed previous run reserved but may never have published.
+    """
+    payload = {
         "schema_version": SCHEMA_VERSION,
         "seq": int(seq),
         "device": device,
@@ -107,7 +122,12 @@ def make_payload(
         "frame": dict(frame or {}),
         "reason": reason,
         "smoothed_over": int(smoothed_over),
-    }
+    }  # type: Dict[str, Any]
+    if epoch is not None:
+        payload["epoch"] = str(epoch)
+    if gap is not None:
+        payload["gap"] = {"first": int(gap["first"]), "last": int(gap["last"])}
+    return payload
 
 
 def encode(payload: Dict[str, Any]) -> bytes:
