@@ -202,7 +202,8 @@ def salvage_rows(path: Path, table: str, columns: str) -> List[Tuple[Any, ...]]:
     """Rows of ``table`` still readable in a damaged file, keyed by the first column.
 
     A full scan stops at the first bad page, so the table is also read from the other end
-    (descending key): rows on both sides of one damaged page are recovered.
+    (descending key): rows on both sides of one damaged page are recovered, and a
+    truncated file gives the rows on its remaining pages.
     """
     if not path.is_file():
         return []
@@ -213,6 +214,9 @@ def salvage_rows(path: Path, table: str, columns: str) -> List[Tuple[Any, ...]]:
         return []
     key = columns.split(",")[0].strip()
     try:
+        # a truncated file's header promises more pages than exist; SQLite refuses to read
+        # it unless the schema is "writable" (we only read)
+        conn.execute("PRAGMA writable_schema=ON")
         for order in ("ASC", "DESC"):
             try:
                 cursor = conn.execute(
