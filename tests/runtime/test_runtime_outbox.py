@@ -290,7 +290,9 @@ def test_gap_is_exact_with_the_outbox(tmp_path):
 def test_unresolvable_host_and_bad_port_are_config_errors():
     with pytest.raises(ConfigError, match="--mqtt-port 99999"):
         check_broker("127.0.0.1", 99999)
-    with pytest.raises(ConfigError, match=r"--mqtt-host 'no-such-host\.invalid' cannot be resolved"):
+    with pytest.raises(
+        ConfigError, match=r"--mqtt-host 'no-such-host\.invalid' cannot be resolved"
+    ):
         check_broker("no-such-host.invalid", 1883)
     check_broker("127.0.0.1", 1883)
 
