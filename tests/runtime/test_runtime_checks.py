@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CLASSES, IMAGE_SIZE
 from runtime_helpers import run_cli
 
 from caltech_edge.card import ModelCard, sidecar_path
@@ -18,6 +17,7 @@ from caltech_edge.errors import ExportError, ModelCardError
 from caltech_edge.export.mxparams import read_params_index
 from caltech_edge.export.package import package
 from caltech_edge.runtime.predictor import load_model
+from conftest import CLASSES, IMAGE_SIZE
 
 
 def _card(n: int) -> ModelCard:

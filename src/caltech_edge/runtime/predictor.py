@@ -16,8 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..card import ModelCard
-from ..errors import ModelCardError
 from ..data.transforms import as_rgb, normalize, preprocess
+from ..errors import ModelCardError
 from .backends import open_runtime
 from .base import Runtime
 from .frames import check_frame, crop_resize, crop_roi
