@@ -269,6 +269,30 @@ def test_kill_9_gap_is_announced_in_the_next_payload(onnx_model, video, tmp_path
     assert "gap" not in json.loads(clean.stdout) and _seqs(clean) == [first + 2]
 
 
+def test_kill_9_with_the_outbox_leaves_no_gap(onnx_model, video, broker, tmp_path):
+    """With MQTT the id commits with the message, before any other output sees it."""
+    state = tmp_path / "state"
+    broker.stop()
+    proc = subprocess.Popen(
+        CLI + _infer(onnx_model, video, state, "--rate", "10", "--max-frames", "40", broker=broker),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    printed = [json.loads(proc.stdout.readline())["seq"] for _ in range(6)]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    printed += [json.loads(line)["seq"] for line in proc.stdout.read().splitlines()]
+    again = run_cli(*_infer(onnx_model, video, state, "--max-frames", "2", "--flush-timeout", "0.5",
+                            broker=broker))  # fmt: skip
+    payloads = [json.loads(line) for line in again.stdout.splitlines()]
+    assert all("gap" not in p for p in payloads), payloads[0]
+    first = payloads[0]["seq"]
+    buf = DiskBuffer(state / "outbox.sqlite")
+    stored = [s for s, _, _ in buf.pending(limit=1000)]
+    buf.close()
+    assert stored == list(range(1, first + 2))  # contiguous: nothing lost, nothing reused
+    assert set(printed) <= set(range(1, first))
+
+
 def test_gap_is_exact_with_the_outbox(tmp_path):
     """With MQTT the id commits with the message: only an id never stored is a gap."""
     buf = DiskBuffer(tmp_path / "outbox.sqlite")

@@ -231,8 +231,7 @@ def _infer(args: argparse.Namespace) -> int:
     )
     roi = parse_roi(args.roi) if args.roi else None
     publishers, buffer = _publishers(args, state)
-    floor = buffer.high_water + 1 if buffer is not None else None
-    sequencer = Sequencer(state / SEQUENCE_NAME, floor=floor)
+    sequencer = Sequencer(state / SEQUENCE_NAME, outbox=buffer)
     source = open_source(args.source, rate=args.rate)
     stream = MjpegStream(args.stream) if args.stream else None
     capture = (

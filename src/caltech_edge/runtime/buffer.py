@@ -78,10 +78,21 @@ class Sequencer:
     ``path=None`` keeps the counter in memory (tests, one-shot runs). ``floor``: the
     smallest id to hand out (default: above the high-water mark of the ``outbox.sqlite``
     beside ``path``, so a lost sequence file never restarts ids below stored ones).
+
+    ``outbox``: the :class:`DiskBuffer` every result is committed to *before* it goes
+    anywhere else (:func:`~caltech_edge.runtime.loop.run` publishes to it first). Then an
+    id is durable exactly when its message is -- the outbox's high-water mark commits in
+    the message's transaction -- so ``next()`` writes nothing (half the per-result cost)
+    and a ``kill -9`` leaves no gap: an id whose message never committed was never sent.
     """
 
     def __init__(
-        self, path: Optional[PathLike] = None, *, start: int = 1, floor: Optional[int] = None
+        self,
+        path: Optional[PathLike] = None,
+        *,
+        start: int = 1,
+        floor: Optional[int] = None,
+        outbox: Optional["DiskBuffer"] = None,
     ) -> None:
         self._lock = threading.Lock()
         self._conn = None  # type: Optional[sqlite3.Connection]
@@ -90,6 +101,11 @@ class Sequencer:
         self._gap = None  # type: Optional[Dict[str, int]]
         self.epoch = "{:012x}".format(random.SystemRandom().getrandbits(48))
         self.quarantined = None  # type: Optional[Path]
+        self.outbox = outbox
+        if outbox is not None and floor is None:
+            floor = outbox.high_water + 1
+        if floor is not None:
+            self._next = max(self._next, int(floor))
         self.path = Path(path) if path is not None else None
         if path is not None:
             path = Path(path)
@@ -133,11 +149,13 @@ class Sequencer:
 
         The previous id counts as finished once the next one is asked for (the device loop
         is sequential), so after a ``kill -9`` at most the id in flight is reported as a gap.
+        With an ``outbox`` the id is persisted by the outbox commit instead (see the class).
         """
         with self._lock:
             seq = self._next
             self._next += 1
-            self._write(("next_seq", self._next), ("done", seq - 1))
+            if self.outbox is None:
+                self._write(("next_seq", self._next), ("done", seq - 1))
             return seq
 
     def take_gap(self) -> Optional[Dict[str, int]]:
@@ -153,7 +171,7 @@ class Sequencer:
     def close(self) -> None:
         if self._conn is not None:
             try:
-                self._write(("done", self._next - 1))
+                self._write(("next_seq", self._next), ("done", self._next - 1))
             finally:
                 self._conn.close()
                 self._conn = None
