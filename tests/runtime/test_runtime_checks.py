@@ -132,8 +132,12 @@ def test_package_checks_params_and_card(tmp_path):
         (["--capture-dir", "{file}"], ["--capture-dir", "is a file"]),
         (["--mqtt-host", "127.0.0.1", "--mqtt-port", "99999"], ["--mqtt-port 99999"]),
         (["--mqtt-host", "127.0.0.1", "--buffer-max-bytes", "10"], ["--buffer-max-bytes 10"]),
+        (
+            ["--mqtt-host", "no-such-host.invalid"],
+            ["--mqtt-host 'no-such-host.invalid'", "resolved"],
+        ),
     ],
-    ids=["output-dir", "buffer-file", "capture-file", "bad-port", "tiny-buffer"],
+    ids=["output-dir", "buffer-file", "capture-file", "bad-port", "tiny-buffer", "bad-host"],
 )
 def test_infer_path_and_option_mistakes(onnx_model, video, tmp_path, extra, words):
     afile = tmp_path / "afile"

@@ -47,7 +47,7 @@ def test_second_infer_on_the_same_dir_is_refused_naming_the_holder(
 ):
     state = tmp_path / "state"
     first = subprocess.Popen(
-        CLI + _infer(onnx_model, video, state, "--rate", "8", "--max-frames", "30", broker=broker),
+        CLI + _infer(onnx_model, video, state, "--rate", "4", "--max-frames", "40", broker=broker),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -67,7 +67,7 @@ def test_second_infer_on_the_same_dir_is_refused_naming_the_holder(
     # the lock went with its holder: the dir is usable again and ids continue
     again = run_cli(*_infer(onnx_model, video, state, "--max-frames", "2", broker=broker))
     assert again.returncode == 0, again.stderr
-    assert _seqs(again) == [31, 32]
+    assert _seqs(again) == [41, 42]
 
 
 def test_state_dir_lock_is_per_process_and_released_on_close(tmp_path):

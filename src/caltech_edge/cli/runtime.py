@@ -133,10 +133,11 @@ def _register_infer(sub: Any) -> None:
     p.set_defaults(func=_infer)
 
 
-def _check_paths(args: argparse.Namespace) -> Path:
-    """Foreseeable path mistakes as one-line errors before anything is opened."""
+def _check_paths(args: argparse.Namespace) -> tuple:
+    """Foreseeable path mistakes as one-line errors, and the state dir's lock, before the
+    (slow) model load: a second process on the same dir is refused at once."""
     from ..errors import ConfigError
-    from ..runtime.state import ensure_dir
+    from ..runtime.state import DirLock
 
     if args.output and Path(args.output).is_dir():
         raise ConfigError(
@@ -147,7 +148,7 @@ def _check_paths(args: argparse.Namespace) -> Path:
     state = (
         Path(args.buffer_dir) if args.buffer_dir else Path.home() / ".caltech-edge" / args.device
     )
-    return ensure_dir(state, "--buffer-dir")
+    return state, DirLock(state)
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -219,7 +220,7 @@ def _infer(args: argparse.Namespace) -> int:
     from ..runtime.sources import open_source
     from ..runtime.stream import MjpegStream
 
-    state = _check_paths(args)
+    state, lock = _check_paths(args)
     model = _load(args)
     interpret = InterpretConfig(
         every=args.every,
@@ -264,7 +265,9 @@ def _infer(args: argparse.Namespace) -> int:
             stream.close()
         source.close()
         sequencer.close()
-    return _summary(stats, publishers, buffer, delivered, state)
+    status = _summary(stats, publishers, buffer, delivered, state)
+    lock.release()
+    return status
 
 
 def _summary(stats: dict, publishers: list, buffer: Any, delivered: bool, state: Path) -> int:
