@@ -123,6 +123,7 @@ class ImageDataset:
         self.samples: list[Sample] = []
         for label, folder in enumerate(folders):
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                reason: str | None
                 if any(_is_hidden(part) for part in path.relative_to(folder).parents if part.name):
                     reason = "inside a hidden folder"
                 elif _not_utf8(str(path.relative_to(self.root))):

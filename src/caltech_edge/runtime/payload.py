@@ -134,7 +134,7 @@ def encode(payload: Dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=False).encode("utf-8")
 
 
-_TYPES = {
+_TYPES = {  # type: Dict[str, Any]
     "object": dict,
     "array": list,
     "string": str,
@@ -176,9 +176,9 @@ def _check(value: Any, schema: Dict[str, Any], where: str, errors: List[str]) ->
         for key in schema.get("required", ()):
             if key not in value:
                 errors.append("{}: missing {!r}".format(where, key))
-        for key, sub in schema.get("properties", {}).items():
+        for key, child in schema.get("properties", {}).items():
             if key in value:
-                _check(value[key], sub, "{}.{}".format(where, key), errors)
+                _check(value[key], child, "{}.{}".format(where, key), errors)
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
             _check(item, schema["items"], "{}[{}]".format(where, i), errors)

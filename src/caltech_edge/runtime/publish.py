@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Dict, List, Optional, Union
+from typing import IO, Any, Deque, Dict, List, Optional, Union
 
 from .._registry import require
 from ..errors import ConfigError
@@ -221,7 +221,7 @@ class MqttPublisher:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
         # paho callbacks only touch these thread-safe primitives (never our locks/SQLite):
-        self._acks = collections.deque()  # type: Deque[int]
+        self._acks: Deque[int] = collections.deque()
         self._connected = threading.Event()
         self._wake = threading.Event()
         self._stop = threading.Event()
