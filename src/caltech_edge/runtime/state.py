@@ -74,7 +74,14 @@ class DirLock:
 
     def _acquire(self) -> int:
         path = self.directory / LOCK_NAME
-        fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(
+                "state directory {}: cannot create {} ({}); give a writable --buffer-dir".format(
+                    self.directory, LOCK_NAME, exc.strerror or exc
+                )
+            ) from None
         if fcntl is None:  # pragma: no cover
             return fd
         try:
