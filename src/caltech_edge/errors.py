@@ -72,5 +72,9 @@ class BackendError(CaltechEdgeError):
     """A runtime backend failed to load or run an artifact."""
 
 
+class ToolchainError(CaltechEdgeError):
+    """An isolated toolchain environment is missing, cannot be built, or its worker failed."""
+
+
 class StateError(CaltechEdgeError):
     """The device's on-disk state (outbox, sequence ids) cannot be written: full disk, permissions."""
