@@ -65,8 +65,8 @@ def broker(tmp_path: Path):
 
 
 @pytest.fixture(scope="session")
-def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same tiny random ResNet-18 as ``edge_artifacts``, ONNX only (no MXNet needed)."""
+def edge_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ONNX export alone of the ``edge_artifacts`` model (no MXNet/OpenVINO needed)."""
     import torch
 
     from caltech_edge.card import ModelCard
@@ -83,5 +83,4 @@ def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         name="tiny-resnet18",
         version="3",
     )
-    out = tmp_path_factory.mktemp("onnx_model")
-    return export_onnx(model, card, out / "model.onnx")
+    return export_onnx(model, card, tmp_path_factory.mktemp("edge_onnx") / "model.onnx")

@@ -50,11 +50,11 @@ def mislabeled_onnx(tmp_path_factory) -> Path:
 
 
 def test_card_listing_other_classes_is_refused_at_load(
-    mislabeled_onnx, onnx_model, video, tmp_path
+    mislabeled_onnx, edge_onnx, video, tmp_path
 ):
     with pytest.raises(ModelCardError, match="outputs 3 classes but its card lists 10"):
         load_model(mislabeled_onnx)
-    assert load_model(onnx_model).labels == CLASSES  # a matching card loads
+    assert load_model(edge_onnx).labels == CLASSES  # a matching card loads
     proc = run_cli("infer", "--model", str(mislabeled_onnx), "--source", str(video),
                    "--buffer-dir", str(tmp_path / "s"), "--max-frames", "2", "--json")  # fmt: skip
     _one_line_error(proc, "outputs 3 classes but its card lists 10")
@@ -139,10 +139,10 @@ def test_package_checks_params_and_card(tmp_path):
     ],
     ids=["output-dir", "buffer-file", "capture-file", "bad-port", "tiny-buffer", "bad-host"],
 )
-def test_infer_path_and_option_mistakes(onnx_model, video, tmp_path, extra, words):
+def test_infer_path_and_option_mistakes(edge_onnx, video, tmp_path, extra, words):
     afile = tmp_path / "afile"
     afile.write_text("x")
-    args = ["infer", "--model", str(onnx_model), "--source", str(video), "--max-frames", "1"]
+    args = ["infer", "--model", str(edge_onnx), "--source", str(video), "--max-frames", "1"]
     if "--buffer-dir" not in extra:
         args += ["--buffer-dir", str(tmp_path / "state")]
     proc = run_cli(*args, *[e.format(tmp=tmp_path, file=afile) for e in extra])

@@ -43,16 +43,16 @@ def _stats(proc) -> dict:
 
 # -- 1. one process per state directory -------------------------------------------------
 def test_second_infer_on_the_same_dir_is_refused_naming_the_holder(
-    onnx_model, video, broker, tmp_path
+    edge_onnx, video, broker, tmp_path
 ):
     state = tmp_path / "state"
     first = subprocess.Popen(
-        CLI + _infer(onnx_model, video, state, "--rate", "4", "--max-frames", "40", broker=broker),
+        CLI + _infer(edge_onnx, video, state, "--rate", "4", "--max-frames", "40", broker=broker),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         assert first.stdout.readline(), "the first infer produced nothing"
-        second = run_cli(*_infer(onnx_model, video, state, "--max-frames", "3", broker=broker))
+        second = run_cli(*_infer(edge_onnx, video, state, "--max-frames", "3", broker=broker))
         assert second.returncode == 2, second.stderr
         assert f"in use by another process (pid {first.pid})" in second.stderr
         assert "Traceback" not in second.stderr and second.stdout == ""
@@ -65,7 +65,7 @@ def test_second_infer_on_the_same_dir_is_refused_naming_the_holder(
     assert stats["publishers"][1]["buffer"]["pending"] == 0
     assert stats["publishers"][1]["buffer"]["pending_bytes"] == 0
     # the lock went with its holder: the dir is usable again and ids continue
-    again = run_cli(*_infer(onnx_model, video, state, "--max-frames", "2", broker=broker))
+    again = run_cli(*_infer(edge_onnx, video, state, "--max-frames", "2", broker=broker))
     assert again.returncode == 0, again.stderr
     assert _seqs(again) == [41, 42]
 
@@ -89,18 +89,18 @@ def test_state_dir_lock_is_per_process_and_released_on_close(tmp_path):
 
 
 # -- 2. overflow: a bound too small is an error, every drop is logged and counted -------
-def test_buffer_max_bytes_below_one_payload_is_a_config_error(onnx_model, video, tmp_path):
+def test_buffer_max_bytes_below_one_payload_is_a_config_error(edge_onnx, video, tmp_path):
     with pytest.raises(ConfigError, match="--buffer-max-bytes 800"):
         DiskBuffer(tmp_path / "o.sqlite", max_bytes=800)
-    proc = run_cli(*_infer(onnx_model, video, tmp_path / "s", "--max-frames", "2"),
+    proc = run_cli(*_infer(edge_onnx, video, tmp_path / "s", "--max-frames", "2"),
                    "--mqtt-host", "127.0.0.1", "--buffer-max-bytes", "800")  # fmt: skip
     assert proc.returncode == 2 and "--buffer-max-bytes 800" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
 
 
-def test_every_drop_is_logged_counted_and_fails_the_run(onnx_model, video, broker, tmp_path):
+def test_every_drop_is_logged_counted_and_fails_the_run(edge_onnx, video, broker, tmp_path):
     broker.stop()  # nothing drains the outbox: the policy must drop
-    proc = run_cli(*_infer(onnx_model, video, tmp_path / "s", "--max-frames", "10",
+    proc = run_cli(*_infer(edge_onnx, video, tmp_path / "s", "--max-frames", "10",
                            "--buffer-max-messages", "3", "--flush-timeout", "1", broker=broker))  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.count("DROPPED the oldest result") == 7
@@ -124,27 +124,27 @@ def test_drop_newest_and_too_large_are_logged(tmp_path, caplog):
 
 
 # -- 3. ids stay unique when the sequence file is lost ----------------------------------
-def test_lost_sequence_file_never_reuses_an_id(onnx_model, video, broker, tmp_path):
+def test_lost_sequence_file_never_reuses_an_id(edge_onnx, video, broker, tmp_path):
     state = tmp_path / "state"
     sub = Subscriber(broker.port, TOPIC, client_id="sub-lost-seq")
     try:
-        first = run_cli(*_infer(onnx_model, video, state, "--max-frames", "4", broker=broker))
+        first = run_cli(*_infer(edge_onnx, video, state, "--max-frames", "4", broker=broker))
         assert first.returncode == 0 and _seqs(first) == [1, 2, 3, 4], first.stderr
         assert sub.wait_for({1, 2, 3, 4}) == {1, 2, 3, 4}
         epoch = json.loads(first.stdout.splitlines()[0])["epoch"]
         (state / "sequence.sqlite").unlink()  # delivered ones are gone from the outbox too
         broker.stop()
-        second = run_cli(*_infer(onnx_model, video, state, "--max-frames", "3",
+        second = run_cli(*_infer(edge_onnx, video, state, "--max-frames", "3",
                                  "--flush-timeout", "0.5", broker=broker))  # fmt: skip
         assert second.returncode == 1 and _seqs(second) == [5, 6, 7], second.stderr
         assert json.loads(second.stdout.splitlines()[0])["epoch"] != epoch  # state was rebuilt
         (state / "sequence.sqlite").unlink()  # now with unsent rows in the outbox
-        third = run_cli(*_infer(onnx_model, video, state, "--max-frames", "2",
+        third = run_cli(*_infer(edge_onnx, video, state, "--max-frames", "2",
                                 "--flush-timeout", "0.5", broker=broker))  # fmt: skip
         assert _seqs(third) == [8, 9], third.stderr
         assert _stats(third)["publishers"][1]["buffer"]["pending"] == 5  # nothing overwritten
         broker.start()
-        drain = run_cli(*_infer(onnx_model, video, state, "--max-frames", "1", broker=broker))
+        drain = run_cli(*_infer(edge_onnx, video, state, "--max-frames", "1", broker=broker))
         assert drain.returncode == 0, drain.stderr
         assert sub.wait_for(set(range(1, 11))) == set(range(1, 11))
         assert len(sub.seqs()) == len(set(sub.seqs())) or sorted(set(sub.seqs())) == list(
@@ -202,16 +202,16 @@ def test_damaged_outbox_is_quarantined_and_salvaged(tmp_path, kind, caplog):
 
 
 @pytest.mark.parametrize("kind", ["random bytes", "truncated", "directory"])
-def test_cli_infer_survives_damaged_state_files(onnx_model, video, broker, tmp_path, kind):
+def test_cli_infer_survives_damaged_state_files(edge_onnx, video, broker, tmp_path, kind):
     state = tmp_path / "state"
     broker.stop()
-    first = run_cli(*_infer(onnx_model, video, state, "--max-frames", "5", "--flush-timeout", "0.5",
+    first = run_cli(*_infer(edge_onnx, video, state, "--max-frames", "5", "--flush-timeout", "0.5",
                             broker=broker))  # fmt: skip
     assert _seqs(first) == [1, 2, 3, 4, 5]
     _damage(state / "sequence.sqlite", kind)
     _damage(state / "outbox.sqlite", "garbage mid-page" if kind == "directory" else kind)
     broker.start()
-    proc = run_cli(*_infer(onnx_model, video, state, "--max-frames", "3", broker=broker))
+    proc = run_cli(*_infer(edge_onnx, video, state, "--max-frames", "3", broker=broker))
     assert "Traceback" not in proc.stderr and proc.returncode == 0, proc.stderr
     assert "moved it aside" in proc.stderr
     aside = [
@@ -233,13 +233,13 @@ def test_full_disk_is_reported_as_such(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
-def test_cli_full_disk_exits_2_with_the_reason(onnx_model, video, tmp_path):
+def test_cli_full_disk_exits_2_with_the_reason(edge_onnx, video, tmp_path):
     mnt = tmp_path / "small"
     mnt.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)]).returncode:
         pytest.skip("this container cannot mount tmpfs")
     try:
-        proc = run_cli(*_infer(onnx_model, video, mnt, "--max-frames", "40", "--flush-timeout", "0.5"),
+        proc = run_cli(*_infer(edge_onnx, video, mnt, "--max-frames", "40", "--flush-timeout", "0.5"),
                        "--mqtt-host", "127.0.0.1", "--mqtt-port", "1")  # fmt: skip
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
@@ -248,15 +248,15 @@ def test_cli_full_disk_exits_2_with_the_reason(onnx_model, video, tmp_path):
 
 
 # -- 5. kill -9: the id in flight is announced as a gap, never reused ------------------
-def test_kill_9_gap_is_announced_in_the_next_payload(onnx_model, video, tmp_path):
+def test_kill_9_gap_is_announced_in_the_next_payload(edge_onnx, video, tmp_path):
     state = tmp_path / "state"
-    proc = subprocess.Popen(CLI + _infer(onnx_model, video, state, "--rate", "10", "--max-frames", "40"),
+    proc = subprocess.Popen(CLI + _infer(edge_onnx, video, state, "--rate", "10", "--max-frames", "40"),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
     seen = [json.loads(proc.stdout.readline())["seq"] for _ in range(5)]
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     seen += [json.loads(line)["seq"] for line in proc.stdout.read().splitlines()]
-    again = run_cli(*_infer(onnx_model, video, state, "--max-frames", "2"))
+    again = run_cli(*_infer(edge_onnx, video, state, "--max-frames", "2"))
     assert again.returncode == 0, again.stderr
     payloads = [json.loads(line) for line in again.stdout.splitlines()]
     first = payloads[0]["seq"]
@@ -265,23 +265,23 @@ def test_kill_9_gap_is_announced_in_the_next_payload(onnx_model, video, tmp_path
     accounted = set(seen) | set(range(gap["first"], gap["last"] + 1))
     assert accounted >= set(range(1, first)) and first not in seen  # nothing reused
     assert "gap" not in payloads[1]
-    clean = run_cli(*_infer(onnx_model, video, state, "--max-frames", "1"))
+    clean = run_cli(*_infer(edge_onnx, video, state, "--max-frames", "1"))
     assert "gap" not in json.loads(clean.stdout) and _seqs(clean) == [first + 2]
 
 
-def test_kill_9_with_the_outbox_leaves_no_gap(onnx_model, video, broker, tmp_path):
+def test_kill_9_with_the_outbox_leaves_no_gap(edge_onnx, video, broker, tmp_path):
     """With MQTT the id commits with the message, before any other output sees it."""
     state = tmp_path / "state"
     broker.stop()
     proc = subprocess.Popen(
-        CLI + _infer(onnx_model, video, state, "--rate", "10", "--max-frames", "40", broker=broker),
+        CLI + _infer(edge_onnx, video, state, "--rate", "10", "--max-frames", "40", broker=broker),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     printed = [json.loads(proc.stdout.readline())["seq"] for _ in range(6)]
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     printed += [json.loads(line)["seq"] for line in proc.stdout.read().splitlines()]
-    again = run_cli(*_infer(onnx_model, video, state, "--max-frames", "2", "--flush-timeout", "0.5",
+    again = run_cli(*_infer(edge_onnx, video, state, "--max-frames", "2", "--flush-timeout", "0.5",
                             broker=broker))  # fmt: skip
     payloads = [json.loads(line) for line in again.stdout.splitlines()]
     assert all("gap" not in p for p in payloads), payloads[0]
