@@ -49,9 +49,7 @@ def mislabeled_onnx(tmp_path_factory) -> Path:
     return export_onnx(model, _card(10), tmp_path_factory.mktemp("bad") / "model.onnx")
 
 
-def test_card_listing_other_classes_is_refused_at_load(
-    mislabeled_onnx, edge_onnx, video, tmp_path
-):
+def test_card_listing_other_classes_is_refused_at_load(mislabeled_onnx, edge_onnx, video, tmp_path):
     with pytest.raises(ModelCardError, match="outputs 3 classes but its card lists 10"):
         load_model(mislabeled_onnx)
     assert load_model(edge_onnx).labels == CLASSES  # a matching card loads
