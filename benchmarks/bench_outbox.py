@@ -3,8 +3,9 @@
 Every result the device publishes over MQTT takes a sequence id (``Sequencer.next``: one
 fsync'd SQLite statement holding ``next_seq`` and ``done``) and is committed to the outbox
 (``DiskBuffer.put``: one fsync'd transaction holding the message, its counters and the
-high-water mark). Measured side by side in one process, round-robin over ``--rounds``
-rounds (best round's median kept; the machine is shared):
+high-water mark). Measured side by side in one process, the variants interleaved call by
+call (order rotated), so all see the same disk load; medians over ``--results`` x
+``--rounds`` calls (the machine and its disk are shared):
 
 * ``sqlite floor``: one bare ``INSERT`` per fsync'd transaction in the same WAL/FULL mode,
   the least any durable per-result write can cost on this disk;
@@ -39,41 +40,73 @@ REPO = Path(__file__).resolve().parents[1]
 PAYLOAD = b"x" * 850  # a typical top-5 result payload
 
 
-def _time_each(fn, n: int) -> float:
-    """Median milliseconds of ``fn(i)`` over ``n`` calls."""
-    times = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        fn(i)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+class _Floor:
+    """A bare fsync'd SQLite insert per call: the least a durable per-result write costs."""
+
+    def __init__(self, d: Path) -> None:
+        self.conn = connect(d / "floor.sqlite")
+        self.conn.execute("CREATE TABLE q (seq INTEGER PRIMARY KEY, payload BLOB)")
+        self.i = 0
+
+    def __call__(self) -> None:
+        self.i += 1
+        self.conn.execute("INSERT INTO q VALUES(?, ?)", (self.i, PAYLOAD))
+
+    def close(self) -> None:
+        self.conn.close()
 
 
-def _round(root: Path, n: int, r: int) -> dict:
-    d = root / f"round{r}"
-    d.mkdir()
-    conn = connect(d / "floor.sqlite")
-    conn.execute("CREATE TABLE q (seq INTEGER PRIMARY KEY, payload BLOB)")
-    floor = _time_each(lambda i: conn.execute("INSERT INTO q VALUES(?, ?)", (i, PAYLOAD)), n)
-    conn.close()
-    (d / "a").mkdir()
-    seq = Sequencer(d / "a" / "sequence.sqlite")
-    nxt = _time_each(lambda i: seq.next(), n)
-    seq.close()
-    (d / "b").mkdir()
-    buf = DiskBuffer(d / "b" / "outbox.sqlite")
-    put = _time_each(lambda i: buf.put(i + 1, "t", PAYLOAD), n)
-    buf.close()
-    both = {}
-    cases = (("next + put (id persisted twice)", "c"), ("next + put (id in the outbox)", "e"))
-    for name, sub in cases:
-        (d / sub).mkdir()
-        buf = DiskBuffer(d / sub / "outbox.sqlite")
-        seq = Sequencer(d / sub / "sequence.sqlite", outbox=buf if sub == "e" else None)
-        both[name] = _time_each(lambda i, b=buf, s=seq: b.put(s.next(), "t", PAYLOAD), n)
-        seq.close()
-        buf.close()
-    return {"sqlite floor": floor, "Sequencer.next": nxt, "DiskBuffer.put": put, **both}
+class _Device:
+    """What the device does per result: some of ``Sequencer.next`` and ``DiskBuffer.put``."""
+
+    def __init__(self, d: Path, *, seq: bool, put: bool, attach: bool = False) -> None:
+        self.buf = DiskBuffer(d / "outbox.sqlite") if put else None
+        outbox = self.buf if attach else None
+        self.seq = Sequencer(d / "sequence.sqlite", outbox=outbox) if seq else None
+        self.i = 0
+
+    def __call__(self) -> None:
+        self.i += 1
+        n = self.seq.next() if self.seq is not None else self.i
+        if self.buf is not None:
+            self.buf.put(n, "t", PAYLOAD)
+
+    def close(self) -> None:
+        for part in (self.seq, self.buf):
+            if part is not None:
+                part.close()
+
+
+VARIANTS = {
+    "sqlite floor": _Floor,
+    "Sequencer.next": lambda d: _Device(d, seq=True, put=False),
+    "DiskBuffer.put": lambda d: _Device(d, seq=False, put=True),
+    "next + put (id persisted twice)": lambda d: _Device(d, seq=True, put=True),
+    "next + put (id in the outbox)": lambda d: _Device(d, seq=True, put=True, attach=True),
+}
+
+
+def _interleaved(root: Path, n: int, rounds: int) -> dict:
+    """Median ms per call of each variant, the variants interleaved call by call (order
+    rotated each time) so that all of them see the same disk: on a shared machine an
+    fsync's latency depends on everyone's I/O at that moment."""
+    names = list(VARIANTS)
+    samples: dict = {name: [] for name in names}
+    for r in range(rounds):
+        parts = {}
+        for k, name in enumerate(names):
+            d = root / f"round{r}" / str(k)
+            d.mkdir(parents=True)
+            parts[name] = VARIANTS[name](d)
+        for i in range(n):
+            shift = i % len(names)
+            for name in names[shift:] + names[:shift]:
+                t0 = time.perf_counter()
+                parts[name]()
+                samples[name].append((time.perf_counter() - t0) * 1e3)
+        for part in parts.values():
+            part.close()
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def _open_cost(root: Path, sizes: list) -> dict:
@@ -108,13 +141,10 @@ def main() -> None:
     base = args.dir or REPO / "benchmarks" / "results"
     base.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=str(base), prefix=".bench_outbox_") as tmp:
-        rounds = [_round(Path(tmp), args.results, r) for r in range(args.rounds)]
-        best = {k: min(r[k] for r in rounds) for k in rounds[0]}
+        best = _interleaved(Path(tmp), args.results, args.rounds)
         opened = _open_cost(Path(tmp), [int(s) for s in args.open_sizes.split(",")])
     floor = best["sqlite floor"]
-    print(
-        f"\n### Per result ({args.results} results x {args.rounds} rounds, median ms, best round)\n"
-    )
+    print(f"\n### Per result ({args.results} x {args.rounds} interleaved calls, median ms)\n")
     print("| write | ms / result | x floor |\n|---|---:|---:|")
     for name, ms in best.items():
         print(f"| {name} | {ms:.3f} | {ms / floor:.2f} |")
@@ -122,7 +152,12 @@ def main() -> None:
     print("| messages | ms |\n|---:|---:|")
     for size, ms in opened.items():
         print(f"| {size:,} | {ms:.1f} |")
-    result = {"per_result_ms": best, "rounds": rounds, "open_ms": opened, "results": args.results}
+    result = {
+        "per_result_ms": best,
+        "open_ms": opened,
+        "results": args.results,
+        "rounds": args.rounds,
+    }
     out = REPO / "benchmarks" / "results" / "bench_outbox.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {out}")

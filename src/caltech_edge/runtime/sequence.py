@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
 PathLike = Union[str, "os.PathLike[str]"]
 OUTBOX_NAME = "outbox.sqlite"
 SEQUENCE_NAME = "sequence.sqlite"
+#: With an outbox attached, ids are also reserved on disk in blocks of this many (one
+#: write per block), so that losing the outbox itself after a crash never reuses an id.
+RESERVE_BLOCK = 100
 META_SQL = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)"
 
 
@@ -62,6 +65,10 @@ class Sequencer:
     id is durable exactly when its message is -- the outbox's high-water mark commits in
     the message's transaction -- so ``next()`` writes nothing (half the per-result cost)
     and a ``kill -9`` leaves no gap: an id whose message never committed was never sent.
+    Ids are still reserved on disk in blocks of :data:`RESERVE_BLOCK` (``reserved_until``):
+    if the outbox itself is lost or damaged after a crash (its high-water mark is then
+    behind the last block), ids restart after the block and the skipped ones are
+    announced as a gap.
     """
 
     def __init__(
@@ -76,6 +83,7 @@ class Sequencer:
         self._conn = None  # type: Optional[sqlite3.Connection]
         self._dirlock = None  # type: Optional[DirLock]
         self._next = int(start)
+        self._limit = 0  # ids below this are reserved on disk (outbox mode)
         self._gap = None  # type: Optional[Dict[str, int]]
         self.epoch = "{:012x}".format(random.SystemRandom().getrandbits(48))
         self.quarantined = None  # type: Optional[Path]
@@ -109,6 +117,13 @@ class Sequencer:
         if done is not None and max(done, stored) + 1 <= reserved - 1:
             # taken by a run that died before finishing them: announce, never reuse
             self._gap = {"first": max(done, stored) + 1, "last": reserved - 1}
+        self._limit = saved.get("reserved_until", 0)
+        if stored < self._limit - RESERVE_BLOCK:  # the outbox is behind the last reserved block
+            self._next = max(self._next, self._limit)
+            first = max(stored + 1, reserved)
+            if first <= self._limit - 1:
+                old = self._gap or {"first": first, "last": self._limit - 1}
+                self._gap = {"first": min(first, old["first"]), "last": self._limit - 1}
         self._write(("epoch", int(self.epoch, 16)), ("next_seq", self._next))
         if self._gap is None:
             self._write(("done", self._next - 1))
@@ -134,6 +149,9 @@ class Sequencer:
             self._next += 1
             if self.outbox is None:
                 self._write(("next_seq", self._next), ("done", seq - 1))
+            elif seq >= self._limit:
+                self._limit = seq + RESERVE_BLOCK
+                self._write(("reserved_until", self._limit))
             return seq
 
     def take_gap(self) -> Optional[Dict[str, int]]:
@@ -149,7 +167,11 @@ class Sequencer:
     def close(self) -> None:
         if self._conn is not None:
             try:
-                self._write(("next_seq", self._next), ("done", self._next - 1))
+                self._write(
+                    ("next_seq", self._next),
+                    ("done", self._next - 1),
+                    ("reserved_until", self._next),
+                )
             finally:
                 self._conn.close()
                 self._conn = None
