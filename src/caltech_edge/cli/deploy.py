@@ -86,13 +86,15 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def attach_agent(args: argparse.Namespace, model: Any, state: Path, tls: Any = None) -> Any | None:
+def attach_agent(args: argparse.Namespace, model: Any, state: Path) -> Any | None:
     """A started :class:`DeploymentAgent` when ``--accept-deployments`` is given, else None."""
     if not getattr(args, "accept_deployments", False):
         return None
     from ..deploy.agent import AgentConfig, DeploymentAgent
     from ..errors import ConfigError
+    from ..runtime.publish import TlsConfig
 
+    tls = TlsConfig(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
     if not args.mqtt_host:
         raise ConfigError("--accept-deployments needs --mqtt-host (jobs arrive over MQTT)")
     if args.fused:
