@@ -96,7 +96,7 @@ def retrain(
         "new": {k: after[k] for k in keys},
         "delta_top1": round(after["top1"] - before["top1"], 6),
         "tolerance": tolerance,
-        "not_worse": after["top1"] >= before["top1"] - tolerance,
+        "not_worse": not_worse(before["top1"], after["top1"], tolerance),
         "export": None,
     }
     if report["not_worse"]:
@@ -112,6 +112,11 @@ def retrain(
         }
     atomic_write_json(new.root / "retrain.json", report)
     return report
+
+
+def not_worse(previous_top1: float, new_top1: float, tolerance: float = 0.0) -> bool:
+    """The deployment gate: the new top-1 may drop by at most ``tolerance``."""
+    return new_top1 >= previous_top1 - tolerance
 
 
 def comparison_table(report: dict[str, Any]) -> str:
