@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import CaltechEdgeError
 
-COMMAND_MODULES = ("data", "train", "export", "compress", "runtime", "quickstart", "benchmark", "toolchain")
+COMMAND_MODULES = ("data", "train", "export", "compress", "runtime", "quickstart", "benchmark")
+COMMAND_MODULES += ("toolchain",)  # isolated environments (MXNet)
 
 
 def build_parser() -> argparse.ArgumentParser:
