@@ -8,6 +8,7 @@ imports neither torch nor mxnet.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +31,14 @@ def train(
     card: ModelCard | None = None,
     resume: bool = True,
     progress: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunDir:
     """Train per ``config`` on the dataset at ``data``; write the run directory ``out``.
 
     ``model=``/``card=`` inject an already-built torch model (e.g. a pruned one) to
-    fine-tune; they are only valid with ``config.framework == "torch"``.
+    fine-tune; they are only valid with ``config.framework == "torch"``. ``on_epoch(entry)``
+    is called with each finished epoch's metrics (the tuner reports them to its pruner and
+    stops a bad trial by raising); trainers that do not take it raise ``ConfigError``.
     """
     from ..errors import ConfigError
     from ..frameworks.base import get_trainer
@@ -48,6 +52,15 @@ def train(
                 f"{config.framework.value!r}"
             )
         kwargs.update(model=model, card=card)
+    if on_epoch is not None:
+        import inspect
+
+        if "on_epoch" not in inspect.signature(trainer).parameters:
+            raise ConfigError(
+                f"the {config.framework.value} trainer does not report epochs (on_epoch=); "
+                "use framework 'torch'"
+            )
+        kwargs["on_epoch"] = on_epoch
     return trainer(config, data=data, out=out, **kwargs)
 
 
