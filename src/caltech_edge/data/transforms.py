@@ -157,6 +157,11 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
 
 
 _HAS_BLOB = hasattr(cv2, "dnn") and hasattr(cv2.dnn, "blobFromImageWithParams")
+# OpenCV 5 moved the layout constants from ``cv2.dnn`` to the top-level module.
+_NCHW = getattr(cv2.dnn, "DNN_LAYOUT_NCHW", None) if hasattr(cv2, "dnn") else None
+if _NCHW is None:
+    _NCHW = getattr(cv2, "DNN_LAYOUT_NCHW", None)
+_HAS_BLOB = _HAS_BLOB and _NCHW is not None
 
 
 def _normalize_blob(crop_rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -166,7 +171,7 @@ def _normalize_blob(crop_rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     params.mean = tuple(255.0 * m for m in spec.mean)
     params.size = (crop_rgb.shape[1], crop_rgb.shape[0])
     params.ddepth = cv2.CV_32F
-    params.datalayout = cv2.dnn.DNN_LAYOUT_NCHW
+    params.datalayout = _NCHW
     return cv2.dnn.blobFromImageWithParams(crop_rgb, params)[0]
 
 
