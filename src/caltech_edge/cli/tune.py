@@ -85,5 +85,7 @@ def _tune(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if args.json:
-        print_json({k: v for k, v in result.__dict__.items() if k != "rows"})
+        print_json(result.to_dict())
+    else:
+        print(result.summary())
     return 0

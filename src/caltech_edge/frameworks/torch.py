@@ -6,6 +6,7 @@ optimizer, loop, checkpoints, outputs); each piece lives in its own small module
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -87,9 +88,7 @@ def train(
         raise ConfigError(f"framework is {config.framework.value!r}; use caltech_edge.train.train")
     ctx = distributed.init()
     try:
-        return _train(
-            config, Path(data), RunDir(out), model, card, resume, progress, ctx, on_epoch
-        )
+        return _train(config, Path(data), RunDir(out), model, card, resume, progress, ctx, on_epoch)
     finally:
         distributed.shutdown(ctx)
 
@@ -167,10 +166,11 @@ def _train(
             feats[name] = cached_features(
                 backbone,
                 key,
-                lambda ds=ds, name=name, n=len(indices): extract_features(
+                functools.partial(
+                    extract_features,
                     backbone,
                     tdata.unshuffled(ds, batch_size=bs, num_workers=workers),
-                    total=n,
+                    total=len(indices),
                     autocast=autocast,
                     channels_last=config.channels_last,
                     progress=progress,
@@ -281,9 +281,7 @@ def _train(
         if split.test:
             if config.cache_features:  # the frozen backbone's test features are cached too
                 test_module = eval_module
-                test_batches = tdata.unshuffled(
-                    tdata.tensor_dataset(*feats["test"]), batch_size=bs
-                )
+                test_batches = tdata.unshuffled(tdata.tensor_dataset(*feats["test"]), batch_size=bs)
             else:
                 test_ds = tdata.torch_dataset(config, dataset, split.subset("test"), train=False)
                 test_module = model

@@ -41,6 +41,29 @@ class TuneResult:
     recovered: list[int] = field(default_factory=list)  # trials failed as stale, then retried
     wall_seconds: float = 0.0
     feature_cache: str = ""
+    space: SearchSpace | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no per-trial rows: those are in trials.json)."""
+        out = {k: v for k, v in self.__dict__.items() if k not in ("rows", "space")}
+        out["out"] = str(self.out)
+        if self.space is not None:
+            out.update(metric=self.space.metric, direction=self.space.direction)
+            out["notes"] = list(self.space.notes)
+        return out
+
+    def summary(self) -> str:
+        """The closing table (best trials, counts) and where the best config went."""
+        space = self.space
+        if space is None:
+            return ""
+        text = outputs.summary_table(self.rows, space)
+        if self.best is not None:
+            text += (
+                f"\nbest: trial {self.best['trial']} {space.metric} {self.best['value']:.4f}; "
+                f"retrain with --hyperparameters {self.out / 'best' / 'hyperparameters.json'}"
+            )
+        return text
 
 
 def _base_config(
@@ -271,16 +294,7 @@ def _finish(
         recovered=recovered,
         wall_seconds=time.perf_counter() - started,
         feature_cache=spec.cache_reason,
+        space=spec.space,
     )
-    summary = {k: v for k, v in result.__dict__.items() if k != "rows"}
-    summary.update(out=str(out), metric=spec.space.metric, direction=spec.space.direction)
-    summary["notes"] = list(spec.space.notes)
-    atomic_write_json(out / "summary.json", summary)
-    if progress:
-        print(outputs.summary_table(rows, spec.space))
-        if best is not None:
-            print(
-                f"best: trial {best['trial']} {spec.space.metric} {best['value']:.4f} -> "
-                f"{out / 'best' / 'hyperparameters.json'}"
-            )
+    atomic_write_json(out / "summary.json", result.to_dict())
     return result

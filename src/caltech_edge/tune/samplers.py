@@ -67,9 +67,10 @@ def grid(space: SearchSpace, seed: int | None) -> Any:
 def median(space: SearchSpace, *, epochs: int, trials: int) -> Any:
     import optuna
 
-    # A few finished trials make a median; the first epoch is too noisy to judge by.
+    # A few finished trials make a median; the first epoch is too noisy to judge by, so
+    # pruning starts after epoch 2 (Optuna counts warmup steps from the reported step).
     startup = max(1, min(5, trials // 4))
-    return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=1)
+    return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=min(2, epochs - 1))
 
 
 def hyperband(space: SearchSpace, *, epochs: int, trials: int) -> Any:

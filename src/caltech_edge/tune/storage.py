@@ -68,12 +68,20 @@ def open_storage(url: str) -> Any:
 
 
 # ---------------------------------------------------------------------------- liveness
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of ``/proc/PID/stat`` after the command name (Linux), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _start_ticks(pid: int) -> int | None:
     """The process start time in clock ticks (Linux), to tell a reused pid from the original."""
+    fields = _proc_stat(pid)
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[19])
-    except (OSError, IndexError, ValueError):
+        return int(fields[19]) if fields else None
+    except (IndexError, ValueError):
         return None
 
 
@@ -96,6 +104,9 @@ def is_alive(worker: dict[str, Any]) -> bool | None:
         return False
     except PermissionError:
         return True
+    fields = _proc_stat(pid)
+    if fields and fields[0] in ("Z", "X"):  # killed, not yet reaped (no init reaps in a container)
+        return False
     start = worker.get("start")
     return start is None or _start_ticks(pid) in (None, start)
 
