@@ -20,7 +20,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._io import atomic_write_bytes
 from ..models.torchvision_zoo import arch_info
 
 #: caches bigger than this are stored as float16 (halves memory; ~1e-3 relative rounding)
@@ -137,6 +136,8 @@ def cached_features(
             return stored["features"], stored["labels"]
         except (RuntimeError, KeyError, OSError, EOFError):  # a torn file: recompute it
             pass
+    from .._io import atomic_write_bytes
+
     feats, labels = compute()
     buffer = io.BytesIO()
     torch.save({"features": feats, "labels": labels}, buffer)

@@ -70,6 +70,7 @@ def _base_config(
     hyperparameters: str | Path | TrainConfig | None,
     space: SearchSpace,
     overrides: dict[str, Any] | None,
+    source: str = "search space",
 ) -> TrainConfig:
     """Static hyperparameters: file (ours or SageMaker's), then the space's, then overrides."""
     if isinstance(hyperparameters, TrainConfig):
@@ -84,6 +85,7 @@ def _base_config(
         base = base.replace(**overrides)
     if base.framework.value != "torch":
         raise ConfigError("tune trains with framework 'torch' (its trainer reports epochs)")
+    space.check(base, source=source)  # names and range ends first: the likeliest mistakes
     if base.val_per_class < 1 and not base.split_file:
         raise ConfigError(
             f"the objective {space.metric} needs a validation split: set val_per_class "
@@ -224,8 +226,8 @@ def tune(
         parsed = parse_space(space)
     else:
         parsed = load_space(space)
-    base = _base_config(hyperparameters, parsed, overrides)
-    parsed.check(base)
+    source = "search space" if isinstance(space, SearchSpace | dict) else str(space)
+    base = _base_config(hyperparameters, parsed, overrides, source)
     pruner_name = str(pruner or parsed.pruner)
     PRUNERS.entry(pruner_name)  # unknown names: an error listing the valid ones
     n_trials = int(trials or parsed.max_trials or DEFAULT_TRIALS)
