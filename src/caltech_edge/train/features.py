@@ -130,16 +130,33 @@ def cached_features(
         return compute()
     text = json.dumps(key, sort_keys=True, default=str) + backbone_fingerprint(backbone)
     path = directory / f"features-{hashlib.sha256(text.encode()).hexdigest()[:24]}.pt"
-    if path.is_file():
-        try:
-            stored = torch.load(path, weights_only=True)
-            return stored["features"], stored["labels"]
-        except (RuntimeError, KeyError, OSError, EOFError):  # a torn file: recompute it
-            pass
-    from .._io import atomic_write_bytes
+    with _exclusive(path.with_suffix(".lock")):  # parallel workers: one computes, others wait
+        if path.is_file():
+            try:
+                stored = torch.load(path, weights_only=True)
+                return stored["features"], stored["labels"]
+            except (RuntimeError, KeyError, OSError, EOFError):  # a torn file: recompute it
+                pass
+        from .._io import atomic_write_bytes
 
-    feats, labels = compute()
-    buffer = io.BytesIO()
-    torch.save({"features": feats, "labels": labels}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-    return feats, labels
+        feats, labels = compute()
+        buffer = io.BytesIO()
+        torch.save({"features": feats, "labels": labels}, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+        return feats, labels
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An advisory file lock (POSIX ``flock``); without fcntl, no lock (work is repeated)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(lock_path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
