@@ -69,8 +69,10 @@ def test_sagemaker_request_drives_a_search(tune_data, tmp_path):
         trials=2,
         workers=1,
         overrides=tiny,
+        storage=f"sqlite:///{tmp_path / 'study.db'}",  # an RDB URL (with Optuna's heartbeat)
         progress=False,
     )
+    assert (tmp_path / "study.db").is_file() and not (tmp_path / "out" / "study.journal").exists()
     done = result.counts.get("COMPLETE", 0) + result.counts.get("PRUNED", 0)
     assert done == 2 and result.best is not None
     best_cfg = TrainConfig.from_file(tmp_path / "out" / "best" / "hyperparameters.json")

@@ -54,12 +54,18 @@ def open_storage(url: str) -> Any:
             raise ConfigError(f"--storage {url}: is a directory; give a journal file path")
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
+    import inspect
+
+    # Optuna 4.9 renamed the stale-trial callback; 4.0-4.8 only know the old name.
+    params = inspect.signature(RDBStorage.__init__).parameters
+    name = "heartbeat_stale_trial_callback"
+    name = name if name in params else "failed_trial_callback"
     try:
         return RDBStorage(
             url,
             heartbeat_interval=HEARTBEAT_S,
             grace_period=GRACE_S,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
+            **{name: RetryFailedTrialCallback(max_retry=2)},
         )
     except ModuleNotFoundError as exc:  # the database driver (psycopg2, pymysql...)
         raise MissingDependencyError(exc.name or "database driver", "tune", url) from exc
