@@ -9,7 +9,7 @@ not available). One training run with the default head hyperparameters comes fir
 also fills the feature cache that every trial of the search then reuses, so the search's
 wall time is head training only.
 
-    python benchmarks/bench_tune.py [--trials 24] [--workers 2] [--train-per-class 10]
+    python benchmarks/bench_tune.py [--trials 24] [--workers 2] [--train-per-class 8]
 
 Prints a table (default config vs best trial: validation and test top-1, wall time) and
 writes JSON with machine info to --out.
@@ -53,9 +53,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--train-per-class", type=int, default=10)
-    parser.add_argument("--val-per-class", type=int, default=5)
-    parser.add_argument("--test-per-class", type=int, default=10)
+    parser.add_argument("--precision", default="bf16", help="fp32 | bf16 (about 2x here)")
+    parser.add_argument("--train-per-class", type=int, default=8)
+    parser.add_argument("--val-per-class", type=int, default=4)
+    parser.add_argument("--test-per-class", type=int, default=6)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_tune"))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "tune.json")
     args = parser.parse_args()
@@ -70,6 +71,7 @@ def main() -> None:
         val_per_class=args.val_per_class,
         test_per_class=args.test_per_class,
         scheduler="cosine",
+        precision=args.precision,
     )
     tune_out = args.work / "search"
     start = time.perf_counter()
