@@ -108,7 +108,7 @@ def write_plots(study: Any, out: Path) -> dict[str, str]:
             fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             fig.set_size_inches(8, 5)
             fig.tight_layout()
-            fig.savefig(out / "plots" / name, dpi=80)
+            fig.savefig(out / "plots" / name, dpi=80, bbox_inches="tight")  # outside legends
             plt.close(fig)
             status[name] = "ok"
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few trials

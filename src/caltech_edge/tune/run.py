@@ -104,7 +104,7 @@ def _open_study(spec: TuneSpec) -> Any:
     study = optuna.create_study(
         study_name=spec.study,
         storage=open_storage(spec.storage),
-        direction=spec.space.direction,
+        direction=spec.space.direction,  # type: ignore[arg-type]  # checked in space.py
         load_if_exists=True,
     )
     fingerprint = {"parameters": spec.space.to_dict()["parameters"], "metric": spec.space.metric}
@@ -155,7 +155,7 @@ def _best_text(study: Any) -> str:
 
 def _watch(study: Any, spec: TuneSpec, procs: list, progress: bool) -> None:
     """Poll the storage until every worker has exited; the bar shows done/best/pruned."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
     bar = tqdm(total=spec.trials, unit="trial", desc="tune", disable=not progress)
     try:

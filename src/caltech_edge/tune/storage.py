@@ -60,13 +60,9 @@ def open_storage(url: str) -> Any:
     params = inspect.signature(RDBStorage.__init__).parameters
     name = "heartbeat_stale_trial_callback"
     name = name if name in params else "failed_trial_callback"
+    callback: dict[str, Any] = {name: RetryFailedTrialCallback(max_retry=2)}
     try:
-        return RDBStorage(
-            url,
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=GRACE_S,
-            **{name: RetryFailedTrialCallback(max_retry=2)},
-        )
+        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, **callback)
     except ModuleNotFoundError as exc:  # the database driver (psycopg2, pymysql...)
         raise MissingDependencyError(exc.name or "database driver", "tune", url) from exc
     except (optuna.exceptions.StorageInternalError, ValueError) as exc:
