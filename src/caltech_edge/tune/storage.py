@@ -15,6 +15,7 @@ again so the study ends with the number of finished trials that was asked for.
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 from pathlib import Path
@@ -24,6 +25,7 @@ from ..errors import ConfigError, MissingDependencyError
 
 HEARTBEAT_S = 30
 GRACE_S = 120
+UNCLAIMED_S = 120  # a RUNNING trial with no worker recorded this long after its start is dead
 
 
 def storage_url(storage: str | Path | None, out: Path) -> str:
@@ -123,10 +125,16 @@ def recover_stale_trials(study: Any) -> list[int]:
     from optuna.trial import TrialState
 
     failed = []
+    now = datetime.datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
-        if not isinstance(worker, dict) or is_alive(worker) is not False:
-            continue
+        if isinstance(worker, dict):
+            if is_alive(worker) is not False:
+                continue
+        else:  # killed before it could record itself (a worker does so within milliseconds)
+            started = trial.datetime_start or now
+            if (now - started).total_seconds() < UNCLAIMED_S:
+                continue
         try:
             study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
