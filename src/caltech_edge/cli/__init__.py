@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import CaltechEdgeError
 
+<<<<<<< HEAD
 COMMAND_MODULES = (
     "data",
     "train",
@@ -25,6 +26,9 @@ COMMAND_MODULES = (
     "benchmark",
     "tune",
 )
+=======
+COMMAND_MODULES = ("data", "train", "export", "compress", "runtime", "quickstart", "benchmark", "toolchain")
+>>>>>>> main
 
 
 def build_parser() -> argparse.ArgumentParser:
