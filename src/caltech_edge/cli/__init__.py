@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import CaltechEdgeError
 
-<<<<<<< HEAD
 COMMAND_MODULES = (
     "data",
     "train",
@@ -24,11 +23,9 @@ COMMAND_MODULES = (
     "runtime",
     "quickstart",
     "benchmark",
+    "toolchain",
     "tune",
 )
-=======
-COMMAND_MODULES = ("data", "train", "export", "compress", "runtime", "quickstart", "benchmark", "toolchain")
->>>>>>> main
 
 
 def build_parser() -> argparse.ArgumentParser:
