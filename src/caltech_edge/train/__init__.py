@@ -40,18 +40,17 @@ def train(
     ``on_epoch(entry)`` is called with each finished epoch's metrics (the tuner reports them
     to its pruner and stops a bad trial by raising); trainers without it raise ConfigError.
     """
-    from ..frameworks.base import get_trainer
+    from ..frameworks.base import get_framework
 
-    trainer = get_trainer(config.framework.value)
+    framework = get_framework(config.framework.value)
+    trainer = framework.train
     kwargs: dict[str, Any] = {"resume": resume, "progress": progress}
     if model is not None or card is not None:  # a framework that cannot inject says so
         kwargs.update(model=model, card=card)
     if on_epoch is not None:
-        import inspect
-
         from ..errors import ConfigError
 
-        if "on_epoch" not in inspect.signature(trainer).parameters:
+        if not getattr(framework, "epoch_callback", False):
             raise ConfigError(
                 f"the {config.framework.value} trainer does not report epochs (on_epoch=); "
                 "use framework 'torch'"
