@@ -83,8 +83,13 @@ def _base_config(
         base = base.replace(**space.static)
     if overrides:
         base = base.replace(**overrides)
-    if base.framework.value != "torch":
-        raise ConfigError("tune trains with framework 'torch' (its trainer reports epochs)")
+    from ..frameworks.base import get_framework
+
+    if not getattr(get_framework(base.framework.value), "epoch_callback", False):
+        raise ConfigError(
+            f"framework {base.framework.value!r} does not report epochs, which pruning needs; "
+            "tune a framework that does (torch)"
+        )
     space.check(base, source=source)  # names and range ends first: the likeliest mistakes
     if base.val_per_class < 1 and not base.split_file:
         raise ConfigError(
