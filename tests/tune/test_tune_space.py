@@ -106,7 +106,7 @@ def test_grid_strategy_takes_categoricals():
         {"strategy": "grid", "parameters": {"optimizer": ["sgd", "adam"], "batch_size": [8, 16]}}
     )
     sampler = build_sampler(space, 0)
-    assert isinstance(sampler, optuna.samplers.GridSampler)
+    assert isinstance(sampler, optuna.samplers.GridSampler) and space.grid_size == 4
     with pytest.raises(ConfigError, match="Grid takes CategoricalParameterRanges only"):
         parse_space(
             {"strategy": "grid", "parameters": {"learning_rate": {"low": 0.1, "high": 0.2}}}

@@ -195,6 +195,15 @@ def _watch(study: Any, spec: TuneSpec, procs: list, progress: bool) -> None:
         raise CaltechEdgeError(f"a tune worker exited with status {code}: {last} (log: {log})")
 
 
+def _trial_count(space: SearchSpace, trials: int | None) -> int:
+    """--trials, else MaxNumberOfTrainingJobs, else 20; a grid is never searched past its size."""
+    count = int(trials or space.max_trials or DEFAULT_TRIALS)
+    size = space.grid_size
+    if size is None:
+        return count
+    return min(count, size) if trials or space.max_trials else size
+
+
 def tune(
     *,
     data: str | Path,
@@ -235,12 +244,7 @@ def tune(
     base = _base_config(hyperparameters, parsed, overrides, source)
     pruner_name = str(pruner or parsed.pruner)
     PRUNERS.entry(pruner_name)  # unknown names: an error listing the valid ones
-    n_trials = int(trials or parsed.max_trials or DEFAULT_TRIALS)
-    if parsed.strategy == "grid":
-        size = 1
-        for values in parsed.grid().values():
-            size *= len(values)
-        n_trials = min(n_trials, size) if trials or parsed.max_trials else size
+    n_trials = _trial_count(parsed, trials)
     n_workers = int(workers or parsed.max_parallel or 1)
     if n_trials < 1 or n_workers < 1:
         raise ConfigError(f"--trials and --workers must be >= 1, got {n_trials}, {n_workers}")

@@ -37,30 +37,6 @@ SCALINGS = {
     "reverse_log": "reverse_log",
 }
 
-_REQUEST_KEYS = (
-    "HyperParameterTuningJobName",
-    "HyperParameterTuningJobConfig",
-    "TrainingJobDefinition",
-    "TrainingJobDefinitions",
-    "WarmStartConfig",
-    "Tags",
-    "Autotune",
-)
-_CONFIG_KEYS = (
-    "Strategy",
-    "StrategyConfig",
-    "HyperParameterTuningJobObjective",
-    "ResourceLimits",
-    "ParameterRanges",
-    "TrainingJobEarlyStoppingType",
-    "TuningJobCompletionCriteria",
-    "RandomSeed",
-)
-_RANGE_KINDS = {
-    "ContinuousParameterRanges": "float",
-    "IntegerParameterRanges": "int",
-    "CategoricalParameterRanges": "categorical",
-}
 _NATIVE_KEYS = (
     "parameters",
     "objective",
@@ -74,7 +50,7 @@ _NATIVE_KEYS = (
 )
 
 
-def _check_keys(data: Mapping[str, Any], valid: tuple[str, ...], where: str) -> None:
+def check_keys(data: Mapping[str, Any], valid: tuple[str, ...], where: str) -> None:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where} must be a JSON object, got {type(data).__name__}")
     for key in data:
@@ -82,7 +58,7 @@ def _check_keys(data: Mapping[str, Any], valid: tuple[str, ...], where: str) -> 
             raise bad_key(key, valid, where)
 
 
-def _choice(value: Any, valid: tuple[str, ...] | Mapping[str, Any], what: str) -> str:
+def choice(value: Any, valid: tuple[str, ...] | Mapping[str, Any], what: str) -> str:
     text = str(value).strip().lower()
     if text not in valid:
         raise ConfigError(
@@ -201,6 +177,16 @@ class SearchSpace:
     def grid(self) -> dict[str, list[Any]]:
         return {p.name: list(p.values) for p in self.params}
 
+    @property
+    def grid_size(self) -> int | None:
+        """Points in the grid of a Grid search (its natural trial count); None otherwise."""
+        if self.strategy != "grid":
+            return None
+        size = 1
+        for p in self.params:
+            size *= len(p.values)
+        return size
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "parameters": [p.to_dict() for p in self.params],
@@ -260,10 +246,12 @@ def parse_space(data: Mapping[str, Any]) -> SearchSpace:
     """A :class:`SearchSpace` from any accepted shape (detected by its top-level keys)."""
     if not isinstance(data, Mapping):
         raise ConfigError("a search space must be a JSON object")
+    from . import space_sagemaker
+
     if "HyperParameterTuningJobConfig" in data:
-        return _from_request(data)
+        return space_sagemaker.from_request(data)
     if "ParameterRanges" in data:
-        return _from_tuning_config(data)
+        return space_sagemaker.from_tuning_config(data)
     if "parameters" in data:
         return _from_native(data)
     raise ConfigError(
@@ -273,123 +261,12 @@ def parse_space(data: Mapping[str, Any]) -> SearchSpace:
     )
 
 
-def _from_request(data: Mapping[str, Any]) -> SearchSpace:
-    _check_keys(data, _REQUEST_KEYS, "CreateHyperParameterTuningJob")
-    static: dict[str, Any] = {}
-    definition = data.get("TrainingJobDefinition")
-    if isinstance(data.get("TrainingJobDefinitions"), list) and data["TrainingJobDefinitions"]:
-        definition = definition or data["TrainingJobDefinitions"][0]
-    if isinstance(definition, Mapping):
-        static = dict(definition.get("StaticHyperParameters") or {})
-    ignored = [k for k in data if not k.startswith(("HyperParameterTuningJobConfig", "Training"))]
-    if isinstance(definition, Mapping):
-        ignored += [
-            f"TrainingJobDefinition.{k}" for k in definition if k != "StaticHyperParameters"
-        ]
-    space = _from_tuning_config(data["HyperParameterTuningJobConfig"], static=static)
-    notes = (*space.notes, *(f"{k} ignored (AWS job setting)" for k in sorted(ignored)))
-    return _replace(space, notes=notes)
-
-
-def _from_tuning_config(
-    cfg: Mapping[str, Any], static: dict[str, Any] | None = None
-) -> SearchSpace:
-    _check_keys(cfg, _CONFIG_KEYS, "HyperParameterTuningJobConfig")
-    strategy = _choice(cfg.get("Strategy", "Bayesian"), STRATEGIES, "Strategy")
-    metric, direction = _sagemaker_objective(cfg.get("HyperParameterTuningJobObjective"))
-    limits = cfg.get("ResourceLimits") or {}
-    _check_keys(
-        limits,
-        ("MaxNumberOfTrainingJobs", "MaxParallelTrainingJobs", "MaxRuntimeInSeconds"),
-        "ResourceLimits",
-    )
-    early = _choice(
-        cfg.get("TrainingJobEarlyStoppingType", "Off"),
-        ("off", "auto"),
-        "TrainingJobEarlyStoppingType",
-    )
-    min_resource = None
-    hb = (cfg.get("StrategyConfig") or {}).get("HyperbandStrategyConfig") or {}
-    if hb:
-        _check_keys(hb, ("MinResource", "MaxResource"), "HyperbandStrategyConfig")
-        min_resource = to_int(hb.get("MinResource", 1), "MinResource")
-        if "MaxResource" in hb:
-            static = {**(static or {}), "epochs": hb["MaxResource"]}
-    pruner = "hyperband" if strategy == "hyperband" else ("median" if early == "auto" else "none")
-    notes = [f"{k} ignored" for k in ("TuningJobCompletionCriteria",) if k in cfg]
-    if "MaxRuntimeInSeconds" in limits:
-        notes.append("ResourceLimits.MaxRuntimeInSeconds ignored")
-    return SearchSpace(
-        params=_sagemaker_ranges(cfg.get("ParameterRanges")),
-        metric=metric,
-        direction=direction,
-        strategy=strategy,
-        pruner=pruner,
-        max_trials=_opt_int(limits.get("MaxNumberOfTrainingJobs"), "MaxNumberOfTrainingJobs"),
-        max_parallel=_opt_int(limits.get("MaxParallelTrainingJobs"), "MaxParallelTrainingJobs"),
-        seed=_opt_int(cfg.get("RandomSeed"), "RandomSeed"),
-        min_resource=min_resource,
-        static=dict(static or {}),
-        notes=tuple(notes),
-    )
-
-
-def _sagemaker_objective(obj: Any) -> tuple[str, str]:
-    if obj is None:
-        return "validation:accuracy", "maximize"
-    _check_keys(obj, ("Type", "MetricName"), "HyperParameterTuningJobObjective")
-    metric = _metric(obj.get("MetricName", "validation:accuracy"))
-    direction = _choice(obj.get("Type", "Maximize"), ("maximize", "minimize"), "objective Type")
-    return metric, direction
-
-
-def _metric(name: Any) -> str:
+def metric_name(name: Any) -> str:
     text = _METRIC_ALIASES.get(str(name), str(name))
-    return _choice(text, tuple(METRICS), "objective metric")
+    return choice(text, tuple(METRICS), "objective metric")
 
 
-def _sagemaker_ranges(ranges: Any) -> tuple[Param, ...]:
-    if ranges is None:
-        raise ConfigError("HyperParameterTuningJobConfig needs ParameterRanges")
-    _check_keys(ranges, (*_RANGE_KINDS, "AutoParameters"), "ParameterRanges")
-    if ranges.get("AutoParameters"):
-        raise ConfigError("ParameterRanges.AutoParameters (Autotune) is not supported; list ranges")
-    params = []
-    for group, kind in _RANGE_KINDS.items():
-        for item in ranges.get(group) or []:
-            if kind == "categorical":
-                _check_keys(item, ("Name", "Values"), group)
-                values = item.get("Values")
-                if not isinstance(values, list):
-                    raise ConfigError(f"{group} {item.get('Name')!r}: Values must be a list")
-                params.append(Param(_name(item, group), kind, values=tuple(values)))
-                continue
-            _check_keys(item, ("Name", "MinValue", "MaxValue", "ScalingType"), group)
-            name = _name(item, group)
-            low, high = _bounds(item, kind, name)
-            scaling = _choice(item.get("ScalingType", "Auto").lower(), SCALINGS, "ScalingType")
-            params.append(Param(name, kind, low, high, SCALINGS[scaling]))
-    return tuple(params)
-
-
-def _name(item: Mapping[str, Any], group: str) -> str:
-    name = item.get("Name")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"every entry of {group} needs a Name")
-    return name
-
-
-def _bounds(item: Mapping[str, Any], kind: str, name: str) -> tuple[float, float]:
-    conv = to_int if kind == "int" else to_float
-    try:
-        return conv(item["MinValue"], f"{name} MinValue"), conv(
-            item["MaxValue"], f"{name} MaxValue"
-        )
-    except KeyError as exc:
-        raise ConfigError(f"parameter {name!r} needs {exc.args[0]}") from None
-
-
-def _opt_int(value: Any, name: str) -> int | None:
+def opt_int(value: Any, name: str) -> int | None:
     if value is None:
         return None
     number = to_int(value, name)
@@ -399,14 +276,14 @@ def _opt_int(value: Any, name: str) -> int | None:
 
 
 def _from_native(data: Mapping[str, Any]) -> SearchSpace:
-    _check_keys(data, _NATIVE_KEYS, "search space")
+    check_keys(data, _NATIVE_KEYS, "search space")
     params_in = data["parameters"]
     if not isinstance(params_in, Mapping):
         raise ConfigError("'parameters' must map names to ranges or lists of choices")
     params = tuple(_native_param(name, spec) for name, spec in params_in.items())
-    metric = _metric(data.get("objective", "validation:accuracy"))
+    metric = metric_name(data.get("objective", "validation:accuracy"))
     direction = data.get("direction", METRICS[metric][1])
-    strategy = _choice(data.get("strategy", "bayesian"), STRATEGIES, "strategy")
+    strategy = choice(data.get("strategy", "bayesian"), STRATEGIES, "strategy")
     default_pruner = "hyperband" if strategy == "hyperband" else "median"
     static = data.get("hyperparameters") or {}
     if not isinstance(static, Mapping):
@@ -414,11 +291,11 @@ def _from_native(data: Mapping[str, Any]) -> SearchSpace:
     return SearchSpace(
         params=params,
         metric=metric,
-        direction=_choice(direction, ("maximize", "minimize"), "direction"),
+        direction=choice(direction, ("maximize", "minimize"), "direction"),
         strategy=strategy,
-        pruner=_choice(data.get("pruner", default_pruner), PRUNERS, "pruner"),
-        max_trials=_opt_int(data.get("trials"), "trials"),
-        max_parallel=_opt_int(data.get("workers"), "workers"),
+        pruner=choice(data.get("pruner", default_pruner), PRUNERS, "pruner"),
+        max_trials=opt_int(data.get("trials"), "trials"),
+        max_parallel=opt_int(data.get("workers"), "workers"),
         seed=None if data.get("seed") is None else to_int(data["seed"], "seed"),
         static=dict(static),
     )
@@ -429,7 +306,7 @@ def _native_param(name: str, spec: Any) -> Param:
         return Param(name, "categorical", values=tuple(spec))
     if not isinstance(spec, Mapping):
         raise ConfigError(f"parameter {name!r}: give a list of choices or {{'low':..,'high':..}}")
-    _check_keys(spec, ("type", "low", "high", "log", "scaling", "step", "values"), name)
+    check_keys(spec, ("type", "low", "high", "log", "scaling", "step", "values"), name)
     if "values" in spec:
         return Param(name, "categorical", values=tuple(spec["values"]))
     if "low" not in spec or "high" not in spec:
@@ -437,9 +314,9 @@ def _native_param(name: str, spec: Any) -> Param:
     is_int = all(
         isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("low", "high")
     )
-    kind = _choice(spec.get("type", "int" if is_int else "float"), ("float", "int"), "type")
+    kind = choice(spec.get("type", "int" if is_int else "float"), ("float", "int"), "type")
     scaling = "log" if spec.get("log") else spec.get("scaling", "linear")
-    scaling = SCALINGS[_choice(scaling, SCALINGS, "scaling")]
+    scaling = SCALINGS[choice(scaling, SCALINGS, "scaling")]
     conv = to_int if kind == "int" else to_float
     step = spec.get("step")
     return Param(
@@ -450,9 +327,3 @@ def _native_param(name: str, spec: Any) -> Param:
         scaling,
         None if step is None else to_float(step, f"{name} step"),
     )
-
-
-def _replace(space: SearchSpace, **changes: Any) -> SearchSpace:
-    import dataclasses
-
-    return dataclasses.replace(space, **changes)

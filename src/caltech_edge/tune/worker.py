@@ -62,7 +62,8 @@ def run_worker(spec: TuneSpec, index: int) -> int:
     ran = 0
     with cache:
         while finished_or_running(study) < spec.trials:
-            if spec.space.strategy == "grid" and study.sampler.is_exhausted(study):
+            exhausted = getattr(study.sampler, "is_exhausted", None)  # a finished grid
+            if exhausted is not None and exhausted(study):
                 break
             study.optimize(objective, n_trials=1, catch=(), gc_after_trial=True)
             ran += 1
