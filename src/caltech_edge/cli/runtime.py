@@ -24,12 +24,15 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         required=True,
-        help="artifact: .onnx, .xml (OpenVINO IR), MXNet -symbol.json or its folder",
+        help="artifact: .onnx, .xml (OpenVINO IR), MXNet -symbol.json or its folder, .tflite, "
+        ".pte (ExecuTorch), .mlpackage (Core ML, macOS)",
     )
+    # No argparse choices: the backend registry validates the name (with a did-you-mean),
+    # and building the parser must not import the runtime (`--help` stays instant).
     p.add_argument(
         "--backend",
-        choices=("onnxruntime", "openvino", "mxnet"),
-        help="force a backend (default: from the suffix)",
+        help="force a runtime backend (onnxruntime, openvino, litert, executorch, ...; "
+        "default: from the artifact's suffix)",
     )
     p.add_argument(
         "--precision-hint",

@@ -1,7 +1,8 @@
 """Runtime backends behind one registry, picked from the artifact's file name.
 
 ``open_runtime("model.onnx")`` -> ONNX Runtime, ``"model.xml"`` -> OpenVINO,
-``"model-symbol.json"`` / ``"model-0000.params"`` / a folder holding them -> MXNet. Each
+``"model-symbol.json"`` / ``"model-0000.params"`` / a folder holding them -> MXNet,
+``".tflite"`` -> LiteRT, ``".pte"`` -> ExecuTorch, ``".mlpackage"`` -> Core ML. Each
 backend imports its framework only when opened, so this package imports with numpy and
 OpenCV alone (the device Lambda has no torch). Python 3.8-compatible.
 """
@@ -40,11 +41,47 @@ BACKENDS.register(
     suffixes=("-symbol.json", ".params"),
     description="MXNet 1.x Module on symbol/params, as the DeepLens runtime loaded them",
 )
+# ai_edge_litert or tflite_runtime: either will do, so the backend checks that itself.
+BACKENDS.register(
+    "litert",
+    "caltech_edge.runtime.backends.litert:LiteRtRuntime",
+    extra="litert",
+    suffixes=(".tflite",),
+    description="LiteRT/TFLite Interpreter (XNNPACK; Edge TPU delegate when libedgetpu loads)",
+)
+BACKENDS.register(
+    "executorch",
+    "caltech_edge.runtime.backends.executorch:ExecuTorchRuntime",
+    requires=("executorch", "torch"),
+    extra="executorch",
+    suffixes=(".pte",),
+    description="ExecuTorch program (.pte, XNNPACK-lowered) via executorch.runtime",
+)
+BACKENDS.register(
+    "coreml",
+    "caltech_edge.runtime.backends.coreml:CoreMlRuntime",
+    extra="coreml",
+    suffixes=(".mlpackage", ".mlmodel"),
+    directory_artifact=True,  # an .mlpackage is a folder
+    description="Core ML ML Program (.mlpackage); runs on macOS only",
+)
+
+
+def _by_suffix(name: str) -> Optional[str]:
+    for entry in BACKENDS:
+        if any(name.endswith(s) for s in entry.info.get("suffixes", ())):
+            return entry.name
+    return None
 
 
 def backend_for(path: Union[str, Path]) -> str:
     """The backend name for an artifact path, from its suffix (or folder contents)."""
     path = Path(path)
+    by_suffix = _by_suffix(path.name.lower().rstrip("/"))
+    if by_suffix is not None and (
+        not path.is_dir() or BACKENDS.entry(by_suffix).info.get("directory_artifact")
+    ):
+        return by_suffix
     if path.is_dir():
         if any(path.glob("*-symbol.json")):
             return "mxnet"
@@ -52,10 +89,6 @@ def backend_for(path: Union[str, Path]) -> str:
             "{}: a folder is only understood as an MXNet checkpoint (PREFIX-symbol.json + "
             "PREFIX-0000.params); pass the .onnx or .xml file itself otherwise".format(path)
         )
-    name = path.name.lower()
-    for entry in BACKENDS:
-        if any(name.endswith(s) for s in entry.info.get("suffixes", ())):
-            return entry.name
     known = sorted(s for e in BACKENDS for s in e.info.get("suffixes", ()))
     raise BackendError(
         "{}: cannot tell which runtime backend runs this file (known suffixes: {}); "
