@@ -18,6 +18,9 @@ from ...errors import BackendError
 from ..base import Runtime
 
 BACKENDS = Registry("runtime backend")
+# device_requirements: what a device installs for the backend, pinned to the versions
+# verified here (read by the device bundles of caltech_edge.export.bundles); raw_call: the
+# bare framework call on a prepared input, the reference the benchmarks compare us with.
 BACKENDS.register(
     "onnxruntime",
     "caltech_edge.runtime.backends.onnxruntime:OnnxRuntime",
@@ -25,6 +28,8 @@ BACKENDS.register(
     extra="all",
     suffixes=(".onnx",),
     description="ONNX Runtime, CPU execution provider (core dependency)",
+    device_requirements=("onnxruntime==1.32.0",),
+    raw_call="caltech_edge.runtime.backends.onnxruntime:raw_call",
 )
 BACKENDS.register(
     "openvino",
@@ -33,6 +38,7 @@ BACKENDS.register(
     extra="openvino",
     suffixes=(".xml",),
     description="OpenVINO IR on the CPU; FP32 IR runs bf16 on AMX CPUs unless hinted f32",
+    device_requirements=("openvino==2026.4.1",),
 )
 BACKENDS.register(
     "mxnet",
@@ -40,6 +46,7 @@ BACKENDS.register(
     extra="mxnet",
     suffixes=("-symbol.json", ".params"),
     description="MXNet 1.x Module on symbol/params, as the DeepLens runtime loaded them",
+    device_requirements=("mxnet==1.9.1", "numpy<1.24"),
 )
 # ai_edge_litert or tflite_runtime: either will do, so the backend checks that itself.
 BACKENDS.register(
@@ -48,6 +55,8 @@ BACKENDS.register(
     extra="litert",
     suffixes=(".tflite",),
     description="LiteRT/TFLite Interpreter (XNNPACK; Edge TPU delegate when libedgetpu loads)",
+    device_requirements=("ai-edge-litert==2.3.0",),
+    raw_call="caltech_edge.runtime.backends.litert:raw_call",
 )
 BACKENDS.register(
     "executorch",
@@ -56,6 +65,8 @@ BACKENDS.register(
     extra="executorch",
     suffixes=(".pte",),
     description="ExecuTorch program (.pte, XNNPACK-lowered) via executorch.runtime",
+    device_requirements=("executorch==1.5.1", "torch==2.14.1"),
+    raw_call="caltech_edge.runtime.backends.executorch:raw_call",
 )
 BACKENDS.register(
     "coreml",
@@ -63,7 +74,10 @@ BACKENDS.register(
     extra="coreml",
     suffixes=(".mlpackage", ".mlmodel"),
     directory_artifact=True,  # an .mlpackage is a folder
+    # off macOS the model cannot run: packaging checks its structure (card, spec) instead
+    structural_check="caltech_edge.runtime.backends.coreml:coreml_card",
     description="Core ML ML Program (.mlpackage); runs on macOS only",
+    device_requirements=("coremltools==9.0", "pillow>=10"),
 )
 
 

@@ -12,7 +12,7 @@ Python 3.8-compatible.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -86,3 +86,18 @@ class ExecuTorchRuntime:
 
     def __repr__(self) -> str:
         return "ExecuTorchRuntime({!r})".format(str(self.path))
+
+
+def raw_call(path: Union[str, Path], probe: np.ndarray, threads: Optional[int] = None) -> Any:
+    """The bare ``method.execute`` on ``probe`` (benchmarks' reference: no library code)."""
+    runtime_mod = require("executorch.runtime", "executorch", purpose="the executorch backend")
+    torch = require("torch", "executorch", purpose="ExecuTorch's Python runtime")
+    if threads:
+        set_threads(int(threads))
+    method = runtime_mod.Runtime.get().load_program(Path(path)).load_method("forward")
+    x = [torch.from_numpy(np.ascontiguousarray(probe, dtype=np.float32))]
+
+    def call() -> Any:
+        return method.execute(x)
+
+    return call

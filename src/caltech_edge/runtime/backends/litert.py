@@ -138,6 +138,11 @@ class LiteRtRuntime:
             )
         self._info = np.iinfo(self._in_dtype) if self._in_dtype.kind in "iu" else None
 
+    @property
+    def input_dtype(self) -> str:
+        """``float32``, ``int8`` or ``uint8``: what the file's input tensor takes."""
+        return self._in_dtype.name
+
     def to_input(self, chw_batch: np.ndarray) -> np.ndarray:
         """NCHW float32 -> the tensor the file takes (layout, then int8/uint8 quantization)."""
         x = chw_batch.transpose(0, 2, 3, 1) if self.layout == "NHWC" else chw_batch
@@ -165,3 +170,29 @@ class LiteRtRuntime:
 
     def __repr__(self) -> str:
         return "LiteRtRuntime({!r}, layout={})".format(str(self.path), self.layout)
+
+
+def raw_call(path: Union[str, Path], probe: np.ndarray, threads: Optional[int] = None) -> Any:
+    """The bare interpreter call on ``probe`` (benchmarks' reference: no library code).
+
+    The input is converted to the file's layout and dtype once, outside the timed call, so
+    the callable is exactly ``set_tensor`` + ``invoke`` + ``get_tensor``.
+    """
+    module = interpreter_module()
+    it = module.Interpreter(model_path=str(path), num_threads=int(threads) if threads else None)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    x = probe.transpose(0, 2, 3, 1) if int(inp["shape"][-1]) == 3 else probe
+    scale, zero = _quant(inp)
+    dtype = np.dtype(inp["dtype"])
+    if dtype.kind in "iu":
+        x = np.clip(np.rint(x / scale) + zero, np.iinfo(dtype).min, np.iinfo(dtype).max)
+    x = np.ascontiguousarray(x, dtype=dtype)
+    in_index, out_index = inp["index"], out["index"]
+
+    def call() -> np.ndarray:
+        it.set_tensor(in_index, x)
+        it.invoke()
+        return it.get_tensor(out_index)
+
+    return call
