@@ -1,22 +1,39 @@
-"""Model builders: torchvision architectures with a replaced head, loaded offline.
+"""Model builders: the framework-neutral architecture table and torchvision builders.
 
-Gluon builders live in :mod:`caltech_edge.frameworks.gluon`.
+:mod:`.architectures` is torch-free; :mod:`.torchvision_zoo` (torch) is imported only when
+one of its names is used. Gluon builders live in :mod:`caltech_edge.frameworks.gluon_models`.
 """
 
-from .torchvision_zoo import (
-    TORCH_ARCHS,
-    arch_for_depth,
-    create_model,
-    head_parameter_names,
-    load_backbone,
-    load_state_dict_file,
-)
+from .._registry import lazy_getattr
+
+_ZOO = "caltech_edge.models.torchvision_zoo"
+_TABLE = "caltech_edge.models.architectures"
 
 __all__ = [
+    "ARCHITECTURES",
     "TORCH_ARCHS",
+    "Architecture",
     "arch_for_depth",
     "create_model",
+    "get_architecture",
     "head_parameter_names",
     "load_backbone",
     "load_state_dict_file",
+    "names_for",
 ]
+
+__getattr__ = lazy_getattr(
+    __name__,
+    {
+        "ARCHITECTURES": _TABLE,
+        "Architecture": _TABLE,
+        "arch_for_depth": _TABLE,
+        "get_architecture": _TABLE,
+        "names_for": _TABLE,
+        "TORCH_ARCHS": _ZOO,
+        "create_model": _ZOO,
+        "head_parameter_names": _ZOO,
+        "load_backbone": _ZOO,
+        "load_state_dict_file": _ZOO,
+    },
+)

@@ -17,32 +17,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 
 from ..config import AugmentationType, TrainConfig
 from ..data.datasets import ImageDataset, open_dataset
-from ..data.splits import Split, make_split
 from ..data.transforms import PreprocessSpec
 from ..errors import ConfigError
-from ..rundir import RunDir
+from .common import resolve_split  # noqa: F401 - re-exported
 from .distributed import DistContext
 
 
 def open_data(config: TrainConfig, data: str | Path) -> ImageDataset:
     return open_dataset(data, drop_clutter=config.drop_clutter)
-
-
-def resolve_split(
-    config: TrainConfig, dataset: ImageDataset, run: RunDir, *, resume: bool
-) -> Split:
-    """``split_file`` if given, else the run's own split on resume, else a fresh seeded one."""
-    if config.split_file:
-        return Split.load(config.split_file, dataset=dataset)
-    if resume and run.split.is_file() and run.last.is_file():
-        return Split.load(run.split, dataset=dataset)
-    return make_split(
-        dataset,
-        train_per_class=config.train_per_class,
-        val_per_class=config.val_per_class,
-        test_per_class=config.test_per_class,
-        seed=config.seed,
-    )
 
 
 def preprocess_spec(config: TrainConfig) -> PreprocessSpec:
