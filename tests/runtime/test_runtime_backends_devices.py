@@ -217,3 +217,22 @@ def test_serve_takes_a_tflite_model(exports):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_benchmark_rows_with_each_formats_raw_interpreter(exports):
+    """caltech-edge benchmark times every device row next to its framework's bare call."""
+    from caltech_edge.benchmark import RAW_ORT, benchmark
+
+    result = benchmark(exports["root"], formats=["onnx", "tflite-int8", "executorch"],
+                       iters=5, warmup=1, threads=1)  # fmt: skip
+    rows = {r["format"]: r for r in result.table_rows()}
+    assert result.raw == {
+        "onnx": RAW_ORT,  # the bare ONNX session is already the onnxruntime baseline
+        "tflite-int8": "tflite-int8 raw litert",
+        "executorch": "executorch raw executorch",
+    }
+    for fmt, raw in result.raw.items():
+        assert rows[fmt]["vs_raw"] == pytest.approx(rows[raw]["median_ms"] / rows[fmt]["median_ms"])
+        assert rows[raw]["vs_raw"] is None and rows[fmt]["size_mb"] > 0
+    assert rows["tflite-int8"]["backend"] == "litert" and rows["tflite-int8"]["precision"] == "int8"
+    assert "vs_raw" in result.markdown() and "| tflite-int8 raw litert |" in result.markdown()

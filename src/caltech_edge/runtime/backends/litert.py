@@ -137,6 +137,10 @@ class LiteRtRuntime:
                 "input; the card does not belong to this model".format(self.path, shape, size)
             )
         self._info = np.iinfo(self._in_dtype) if self._in_dtype.kind in "iu" else None
+        if self._info is not None and self._in_scale <= 0:
+            raise BackendError("{}: integer input without a scale".format(self.path))
+        # one float scratch image for quantizing in place (no temporaries per frame)
+        self._scratch = np.empty(shape[1:], np.float32)
 
     @property
     def input_dtype(self) -> str:
@@ -145,13 +149,23 @@ class LiteRtRuntime:
 
     def to_input(self, chw_batch: np.ndarray) -> np.ndarray:
         """NCHW float32 -> the tensor the file takes (layout, then int8/uint8 quantization)."""
-        x = chw_batch.transpose(0, 2, 3, 1) if self.layout == "NHWC" else chw_batch
-        if self._info is not None:
-            if self._in_scale <= 0:
-                raise BackendError("{}: integer input without a scale".format(self.path))
-            q = np.rint(x / self._in_scale) + self._in_zero
-            return np.clip(q, self._info.min, self._info.max).astype(self._in_dtype)
-        return np.ascontiguousarray(x, dtype=self._in_dtype)
+        out = np.empty((len(chw_batch), *self._scratch.shape), self._in_dtype)
+        for i, chw in enumerate(chw_batch):
+            self._convert(chw, out[i])
+        return out
+
+    def _convert(self, chw: np.ndarray, dst: np.ndarray) -> None:
+        """One CHW image into ``dst`` (the interpreter's own input buffer in :meth:`infer`)."""
+        src = chw.transpose(1, 2, 0) if self.layout == "NHWC" else chw
+        if self._info is None:
+            np.copyto(dst, src, casting="same_kind")
+            return
+        buf = self._scratch  # q = clip(rint(x / scale) + zero), in place
+        np.divide(src, self._in_scale, out=buf)
+        np.rint(buf, out=buf)
+        buf += self._in_zero
+        np.clip(buf, self._info.min, self._info.max, out=buf)
+        np.copyto(dst, buf, casting="unsafe")
 
     def from_output(self, raw: np.ndarray) -> np.ndarray:
         if self._out_quantized:
@@ -160,13 +174,17 @@ class LiteRtRuntime:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         batch = check_batch(batch, self.card, str(self.path))
-        x = self.to_input(batch)
+        it = self.interpreter
         outs = []
-        for i in range(len(x)):  # TFLite graphs are exported with a static batch of 1
-            self.interpreter.set_tensor(self._in_index, x[i : i + 1])
-            self.interpreter.invoke()
-            outs.append(self.from_output(self.interpreter.get_tensor(self._out_index)))
-        return np.concatenate(outs).reshape(len(x), -1)
+        for chw in batch:  # TFLite graphs are exported with a static batch of 1
+            # Written straight into the interpreter's input buffer (no set_tensor copy); the
+            # view must be gone before invoke(), which refuses while one is held.
+            view = it.tensor(self._in_index)()
+            self._convert(chw, view[0])
+            del view
+            it.invoke()
+            outs.append(self.from_output(it.get_tensor(self._out_index)))
+        return np.concatenate(outs).reshape(len(batch), -1)
 
     def __repr__(self) -> str:
         return "LiteRtRuntime({!r}, layout={})".format(str(self.path), self.layout)
