@@ -247,7 +247,7 @@ def benchmark(
 
             size = _artifact_size_mb(onnx_path)
             candidates[RAW_ORT] = ("onnxruntime", "fp32", size, raw, lambda: raw(probe), True)
-    raw: dict[str, str] = {}
+    raw_rows: dict[str, str] = {}  # format -> the name of its raw-call row
     for name in names:
         entry = meta["formats"][name]
         path = export_dir / entry["artifact"]
@@ -255,12 +255,12 @@ def benchmark(
         candidates[name] = (entry["backend"], entry["precision"], _artifact_size_mb(path),
                             model.runtime.infer, lambda m=model: m.predict_tensor(probe[0]), False)  # fmt: skip
         if baselines and RAW_ORT in candidates and path == onnx_path:
-            raw[name] = RAW_ORT  # the bare session on this very file is already timed
+            raw_rows[name] = RAW_ORT  # the bare session on this very file is already timed
             continue
         raw_call = _raw_call(entry["backend"], path, probe, threads) if baselines else None
         if raw_call is not None:
-            raw[name] = f"{name} raw {entry['backend']}"
-            candidates[raw[name]] = (entry["backend"], entry["precision"], candidates[name][2],
+            raw_rows[name] = f"{name} raw {entry['backend']}"
+            candidates[raw_rows[name]] = (entry["backend"], entry["precision"], candidates[name][2],
                                      None, raw_call, True)  # fmt: skip
 
     timings = time_interleaved({n: c[4] for n, c in candidates.items()}, warmup=warmup, iters=iters)
@@ -272,7 +272,7 @@ def benchmark(
                              t.per_second, baseline))  # fmt: skip
         log.info("%-28s %8.3f ms  top-1 %s", name, t.median_ms, top1)
     return BenchmarkResult(rows, str(source), 0 if evalset is None else len(evalset[1]),
-                           card.preprocess.image_size, raw=raw)  # fmt: skip
+                           card.preprocess.image_size, raw=raw_rows)  # fmt: skip
 
 
 def _raw_call(backend: str, path: Path, probe: np.ndarray, threads: int) -> Any:
