@@ -38,7 +38,7 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests examples benchmarks
 	# The device runtime and the core modules it imports stay Python 3.8-compatible.
 	cd src/caltech_edge && ../../$(VENV)/bin/vermin --target=3.8- --no-tips --violations \
-	  runtime card.py errors.py _registry.py _io.py data/transforms.py
+	  runtime card.py errors.py _registry.py _io.py data/transforms.py data/imageio.py data/imageheader.py
 	# Typed public API: the axes (frameworks, models, toolchains), config, card, registries.
 	MYPYPATH=src $(VENV)/bin/mypy --ignore-missing-imports --follow-imports=silent \
 	  -p caltech_edge.toolchains -p caltech_edge.frameworks -p caltech_edge.models \
