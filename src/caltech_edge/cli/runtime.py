@@ -25,12 +25,15 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         required=True,
-        help="artifact: .onnx, .xml (OpenVINO IR), MXNet -symbol.json or its folder",
+        help="artifact: .onnx, .xml (OpenVINO IR), MXNet -symbol.json or its folder, .tflite, "
+        ".pte (ExecuTorch), .mlpackage (Core ML, macOS)",
     )
+    # No argparse choices: the backend registry validates the name (with a did-you-mean),
+    # and building the parser must not import the runtime (`--help` stays instant).
     p.add_argument(
         "--backend",
-        choices=("onnxruntime", "openvino", "mxnet"),
-        help="force a backend (default: from the suffix)",
+        help="force a runtime backend (onnxruntime, openvino, litert, executorch, ...; "
+        "default: from the artifact's suffix)",
     )
     p.add_argument(
         "--precision-hint",
@@ -394,19 +397,23 @@ def _serve(args: argparse.Namespace) -> int:
 def _register_package(sub: Any) -> None:
     p = sub.add_parser(
         "package",
-        help="DeepLens package: model.tar.gz (symbol, params, shapes, synset, card) + Lambda zip",
+        help="device bundle: deeplens (model.tar.gz + Lambda zip), rpi, coral, jetson, coreml",
+        description="Bundle checked models, the runtime, pinned requirements and start "
+        "scripts for one device (docs/devices.md).",
     )
-    p.add_argument(
-        "export_dir", help="an export directory (with model-symbol.json/params and card)"
-    )
+    p.add_argument("export_dir", help="an export directory (caltech-edge export --out)")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--target",
+        default="deeplens",
+        help="device: deeplens (default), rpi, coral, jetson, coreml (the bundles registry)",
+    )
     p.set_defaults(func=_package)
 
 
 def _package(args: argparse.Namespace) -> int:
-    from ..export.package import package
+    from ..export.bundles import package_target
     from ._common import print_json
 
-    tar, zip_ = package(args.export_dir, out=args.out)
-    print_json({"model_tar_gz": tar, "lambda_zip": zip_})
+    print_json(package_target(args.export_dir, target=args.target, out=args.out))
     return 0
