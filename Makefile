@@ -36,10 +36,11 @@ test: install mosquitto toolchains
 lint: install
 	$(VENV)/bin/ruff check src tests examples benchmarks
 	$(VENV)/bin/ruff format --check src tests examples benchmarks
-	# The device runtime and the core modules it imports stay Python 3.8-compatible.
+	# The device runtime, the core modules it imports and the CLI modules bundles ship stay
+	# Python 3.8-compatible.
 	cd src/caltech_edge && ../../$(VENV)/bin/vermin --target=3.8- --no-tips --violations \
 	  runtime card.py errors.py _registry.py _io.py data/transforms.py data/imageio.py data/imageheader.py \
-	  deploy
+	  deploy cli/__init__.py cli/_common.py cli/runtime.py
 	# Typed public API: the axes (frameworks, models, toolchains), config, card, registries.
 	MYPYPATH=src $(VENV)/bin/mypy --ignore-missing-imports --follow-imports=silent \
 	  -p caltech_edge.toolchains -p caltech_edge.frameworks -p caltech_edge.models \
