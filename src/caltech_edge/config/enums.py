@@ -63,5 +63,8 @@ TORCH_ARCH_NAMES = (
     "squeezenet1_1",
     "mobilenet_v2",
     "mobilenet_v3_small",
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
 )
 RESNET_DEPTHS = (18, 34, 50, 101, 152)

@@ -80,7 +80,7 @@ def load_checkpoint_source(
     arch: str,
     classes: str | Path | Sequence[str],
     *,
-    image_size: int = 224,
+    image_size: int | None = None,
     workdir: str | Path | None = None,
 ) -> ExportSource:
     """A model trained elsewhere: a torchvision state dict, or Gluon ``.params``.
@@ -89,7 +89,12 @@ def load_checkpoint_source(
     file is rebuilt as a Gluon ``arch`` and exported to symbol/params in ``workdir``
     (default: a new temporary folder), which then exports like a gluon run.
     """
-    from ..models.torchvision_zoo import create_model, load_state_dict_file
+    from ..models.torchvision_zoo import (
+        adapt_state_dict,
+        arch_preprocess,
+        create_model,
+        load_state_dict_file,
+    )
 
     checkpoint = Path(checkpoint)
     names = (
@@ -98,9 +103,10 @@ def load_checkpoint_source(
         else tuple(str(c) for c in classes)
     )
     if checkpoint.suffix == ".params":
-        return _gluon_checkpoint_source(checkpoint, arch, names, image_size, workdir)
+        return _gluon_checkpoint_source(checkpoint, arch, names, image_size or 224, workdir)
     model = create_model(arch, len(names), weights=None)  # unknown arch -> did-you-mean
     state = load_state_dict_file(checkpoint)  # missing/corrupt -> CheckpointError
+    state = adapt_state_dict(arch, state, model, source=str(checkpoint))  # published key names
     problems = _state_mismatch(model.state_dict(), state)
     if problems:
         raise CheckpointError(
@@ -111,7 +117,7 @@ def load_checkpoint_source(
     card = ModelCard(
         arch=arch,
         class_names=names,
-        preprocess=PreprocessSpec(image_size=image_size),
+        preprocess=arch_preprocess(arch, image_size),  # the weights' own preprocessing
         framework="torch",
         format="checkpoint",
         source_sha256=sha256_file(checkpoint),
@@ -254,11 +260,9 @@ def _produce(
                 f"format {fmt.name!r} needs calibration images: pass --data ROOT (the training "
                 "dataset), or use caltech-edge quantize"
             )
-        from ..data.calibration import CalibrationReader
+        from ..data.calibration import calibration_reader
 
-        options["calibration"] = CalibrationReader.from_dataset(
-            data, spec=card.preprocess, batch_size=1
-        )
+        options["calibration"] = calibration_reader(data, spec=card.preprocess, batch_size=1)
     producer = fmt.load_producer()
     return Path(producer(artifacts[fmt.made_from], dst, card=card, **options))
 

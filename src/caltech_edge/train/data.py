@@ -46,7 +46,15 @@ def resolve_split(
 
 
 def preprocess_spec(config: TrainConfig) -> PreprocessSpec:
-    return PreprocessSpec(image_size=config.image_size, resize_size=config.resize_size)
+    """The preprocessing of the arch's pretrained weights (mean/std, interpolation, and the
+    arch's own input size unless the config sets another than the generic 224)."""
+    from ..models.torchvision_zoo import TORCH_ARCHS, arch_preprocess
+
+    if config.arch not in TORCH_ARCHS:  # Gluon model-zoo names: ImageNet mean/std
+        return PreprocessSpec(image_size=config.image_size, resize_size=config.resize_size)
+    default = TrainConfig.__dataclass_fields__["image_size"].default
+    size = None if config.image_size == default else config.image_size
+    return arch_preprocess(config.arch, size, config.resize_size)
 
 
 def num_classes_for(config: TrainConfig, dataset: ImageDataset) -> int:
