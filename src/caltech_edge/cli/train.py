@@ -61,7 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="JSON config: ours (a run's config.json) or SageMaker hyperparameters",
     )
     p.add_argument("--framework", choices=[f.value for f in Framework])
-    p.add_argument("--arch", help="e.g. resnet18, resnet50, squeezenet1_1, mobilenet_v2")
+    p.add_argument(
+        "--arch", help="e.g. efficientnet_lite0 (recommended for edge), resnet18, squeezenet1_1"
+    )
     p.add_argument("--weights", help="imagenet (local cache only) | none | PATH to a state dict")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
