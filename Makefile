@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test lint mosquitto clean
+.PHONY: install quickstart test lint mosquitto toolchains clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,18 +22,29 @@ mosquitto:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq mosquitto; }
 
-quickstart: install
+quickstart: install toolchains
 	$(VENV)/bin/caltech-edge quickstart $(ARGS)
 
-test: install mosquitto
-	$(PY) -m pytest -q $(ARGS)
+# The isolated toolchains the suite uses (MXNet 1.9.1 needs numpy < 1.24, so it cannot live
+# in .venv): built once per user cache with uv, reused afterwards. Tests never build them.
+toolchains: install
+	$(VENV)/bin/caltech-edge toolchain install mxnet
+
+test: install mosquitto toolchains
+	CALTECH_EDGE_TOOLCHAIN_AUTO_INSTALL=0 $(PY) -m pytest -q $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check src tests examples benchmarks
 	$(VENV)/bin/ruff format --check src tests examples benchmarks
 	# The device runtime and the core modules it imports stay Python 3.8-compatible.
 	cd src/caltech_edge && ../../$(VENV)/bin/vermin --target=3.8- --no-tips --violations \
-	  runtime card.py errors.py _registry.py _io.py data/transforms.py
+	  runtime card.py errors.py _registry.py _io.py data/transforms.py data/imageio.py data/imageheader.py
+	# Typed public API: the axes (frameworks, models, toolchains), config, card, registries.
+	MYPYPATH=src $(VENV)/bin/mypy --ignore-missing-imports --follow-imports=silent \
+	  -p caltech_edge.toolchains -p caltech_edge.frameworks -p caltech_edge.models \
+	  -p caltech_edge.config -m caltech_edge -m caltech_edge.train -m caltech_edge.train.common \
+	  -m caltech_edge.card -m caltech_edge.errors -m caltech_edge._registry -m caltech_edge.rundir \
+	  -m caltech_edge.export.formats -m caltech_edge.export.pipeline -m caltech_edge.runtime.backends
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

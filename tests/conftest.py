@@ -14,6 +14,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Nothing is installed silently inside tests: `make test` prepares the toolchains first
+# (`caltech-edge toolchain install mxnet`); a missing one fails with that command.
+os.environ.setdefault("CALTECH_EDGE_TOOLCHAIN_AUTO_INSTALL", "0")
+
 
 def _shared_data_dir() -> Path:
     return Path(os.environ.get("CALTECH_EDGE_SHARED_DATA", REPO.parent / "shared" / "data"))

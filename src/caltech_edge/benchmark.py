@@ -218,19 +218,13 @@ def benchmark(
     # name -> (backend, precision, size_mb, infer(batch) -> logits, what is timed, baseline)
     candidates: dict[str, tuple[str, str, float, Any, Any, bool]] = {}
     if baselines:
-        if run is not None and card.framework == "torch":
-            import torch
+        baseline = None
+        if run is not None:
+            from .frameworks.base import get_framework
 
-            from .rundir import load_torch_model
-
-            net, _ = load_torch_model(run)
-            torch.set_num_threads(threads)  # after any mxnet import, which drops it to 1
-
-            def eager(x: np.ndarray) -> np.ndarray:
-                with torch.inference_mode():
-                    return net(torch.from_numpy(x)).numpy()
-
-            size = run.weights.stat().st_size / 1e6
+            baseline = get_framework(card.framework).eager_baseline(run, threads=threads)
+        if baseline is not None:
+            eager, size = baseline
             candidates[PYTORCH] = ("torch", "fp32", size, eager, lambda: eager(probe), True)
         if "onnx" in meta["formats"]:
             import onnxruntime as ort

@@ -70,3 +70,7 @@ class ModelCardError(CaltechEdgeError):
 
 class BackendError(CaltechEdgeError):
     """A runtime backend failed to load or run an artifact."""
+
+
+class ToolchainError(CaltechEdgeError):
+    """An isolated toolchain environment is missing, cannot be built, or its worker failed."""

@@ -16,7 +16,7 @@ from caltech_edge.errors import ExportError
 
 mx = pytest.importorskip("mxnet")
 
-from caltech_edge.export.gluon import (  # noqa: E402
+from caltech_edge.frameworks.gluon_export import (  # noqa: E402
     export_run_symbol,
     export_symbol,
     gluon_to_onnx,
@@ -109,9 +109,9 @@ def test_onnx_runs_in_onnxruntime_like_gluon(exported, images) -> None:
     assert (got.argmax(1) == expected.argmax(1)).all()
 
 
-def test_dynamic_batch_opset12_and_openvino(images, tmp_path: Path) -> None:
+def test_dynamic_batch_opset12(images, tmp_path: Path) -> None:
+    """(The IR from this ONNX is checked from the core: tests/toolchain/...gluon_export.)"""
     import onnxruntime as ort
-    import openvino as ov
 
     net = create_gluon_model("resnet18_v1", 5, weights=None, image_size=SIZE)
     expected = net(mx.nd.array(images)).asnumpy()
@@ -122,13 +122,6 @@ def test_dynamic_batch_opset12_and_openvino(images, tmp_path: Path) -> None:
     np.testing.assert_allclose(
         session.run(None, {"data": images})[0], expected, atol=tol, rtol=1e-4
     )
-    # OpenVINO has no MXNet front end: IR from Gluon goes through this ONNX
-    core = ov.Core()
-    compiled = core.compile_model(
-        core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
-    )
-    got = compiled(images)[0]
-    np.testing.assert_allclose(got, expected, atol=max(tol, 1e-5), rtol=1e-3)
 
 
 def test_bad_requests_are_export_errors(tmp_path: Path) -> None:

@@ -62,3 +62,25 @@ def broker(tmp_path: Path):
     b = Broker(tmp_path).start()
     yield b
     b.stop()
+
+
+@pytest.fixture(scope="session")
+def edge_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ONNX export alone of the ``edge_artifacts`` model (no MXNet/OpenVINO needed)."""
+    import torch
+
+    from caltech_edge.card import ModelCard
+    from caltech_edge.data.transforms import PreprocessSpec
+    from caltech_edge.export.onnx import export_onnx
+    from caltech_edge.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", len(CLASSES), weights=None).eval()
+    card = ModelCard(
+        arch="resnet18",
+        class_names=CLASSES,
+        preprocess=PreprocessSpec(image_size=IMAGE_SIZE),
+        name="tiny-resnet18",
+        version="3",
+    )
+    return export_onnx(model, card, tmp_path_factory.mktemp("edge_onnx") / "model.onnx")

@@ -15,7 +15,16 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import CaltechEdgeError
 
-COMMAND_MODULES = ("data", "train", "export", "compress", "runtime", "quickstart", "benchmark")
+COMMAND_MODULES = (
+    "data",
+    "train",
+    "export",
+    "compress",
+    "runtime",
+    "quickstart",
+    "benchmark",
+    "toolchain",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

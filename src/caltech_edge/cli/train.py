@@ -61,9 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="JSON config: ours (a run's config.json) or SageMaker hyperparameters",
     )
     p.add_argument("--framework", choices=[f.value for f in Framework])
-    p.add_argument(
-        "--arch", help="e.g. efficientnet_lite0 (recommended for edge), resnet18, squeezenet1_1"
-    )
+    p.add_argument("--arch", help=_arch_help())
     p.add_argument("--weights", help="imagenet (local cache only) | none | PATH to a state dict")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -173,3 +171,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     for acc, name in rows[:10]:
         print(f"  {acc:7.3f}  {name}")
     return 0
+
+
+def _arch_help() -> str:
+    """The choices per framework, from the architecture table (gluon also takes zoo names)."""
+    from ..frameworks.base import FRAMEWORKS
+    from ..models.architectures import names_for
+
+    return "; ".join(f"{e.name}: {', '.join(names_for(e.name))}" for e in FRAMEWORKS)

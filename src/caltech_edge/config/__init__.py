@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..models.architectures import depths, names_for
 from ._coerce import bad_key, coerce_fields, did_you_mean, plain, to_bool
 from .enums import (
-    RESNET_DEPTHS,
-    TORCH_ARCH_NAMES,
     AugmentationType,
     EarlyStoppingMetric,
     Framework,
@@ -33,6 +32,10 @@ from .enums import (
     Strategy,
 )
 from .sagemaker import SAGEMAKER_KEYS, looks_like_sagemaker, translate_sagemaker
+
+# derived from the one architecture table (caltech_edge.models.architectures)
+TORCH_ARCH_NAMES = names_for(Framework.TORCH)
+RESNET_DEPTHS = depths("resnet")
 
 __all__ = [
     "RESNET_DEPTHS",

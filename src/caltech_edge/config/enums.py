@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import StrEnum, auto
 
 
 class Framework(StrEnum):
-    TORCH = "torch"
-    GLUON = "gluon"
+    """The members of the framework registry (caltech_edge.frameworks.base.FRAMEWORKS);
+    ``auto()`` gives the lower-case name, and a test keeps the two in step."""
+
+    TORCH = auto()
+    GLUON = auto()
 
 
 class Strategy(StrEnum):
@@ -50,21 +53,3 @@ class AugmentationType(StrEnum):
 class EarlyStoppingMetric(StrEnum):
     TOP1 = "top1"  # validation top-1 (train top-1 when there is no validation split)
     LOSS = "loss"
-
-
-# torchvision architectures known to caltech_edge.models (kept here so that this module
-# does not import torch); the Gluon trainer validates its own model-zoo names.
-TORCH_ARCH_NAMES = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "squeezenet1_1",
-    "mobilenet_v2",
-    "mobilenet_v3_small",
-    "efficientnet_lite0",
-    "efficientnet_lite1",
-    "efficientnet_lite2",
-)
-RESNET_DEPTHS = (18, 34, 50, 101, 152)

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
+from ..models.architectures import arch_for_depth, depths
 from ._coerce import bad_key, did_you_mean, to_bool, to_int
-from .enums import RESNET_DEPTHS, Precision
+from .enums import Precision
 
 #: Every hyperparameter of SageMaker's built-in image-classification algorithm.
 SAGEMAKER_KEYS = (
@@ -112,11 +113,11 @@ def translate_sagemaker(hp: dict[str, Any], *, defaults: bool) -> tuple[dict[str
             out[_SAGEMAKER_RENAME[key]] = value
         elif key == "num_layers":
             depth = to_int(value, "num_layers")
-            if depth not in RESNET_DEPTHS:
+            if depth not in depths():
                 raise ConfigError(
-                    f"num_layers must be one of {', '.join(map(str, RESNET_DEPTHS))}, got {value!r}"
+                    f"num_layers must be one of {', '.join(map(str, depths()))}, got {value!r}"
                 )
-            out["arch"] = f"resnet{depth}"
+            out["arch"] = arch_for_depth(depth)
         elif key == "use_pretrained_model":
             out["weights"] = "imagenet" if to_bool(value, key) else "none"
         elif key == "image_shape":

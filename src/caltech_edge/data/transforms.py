@@ -20,6 +20,18 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CHANNEL_ORDERS = ("RGB", "BGR")
 
+#: The longest accepted side ratio (long/short) of a decoded image or camera frame.
+#: Resizing the short side to ``resize_size`` multiplies the long side: a 300000x8 image
+#: would become 256x9.6M (7.4 GB) before the crop. The decoder refuses longer images from
+#: their header. Real photos (panoramas included) stay far below: the widest of the 9,678
+#: Caltech images is 3.9:1.
+MAX_ASPECT = 20.0
+
+#: :func:`resize_shorter` refuses (before allocating) any array whose resized size would
+#: exceed this many pixels (48 MB as RGB uint8): the bound for arrays that did not come
+#: through the decoder. A 20:1 image resized to a 600 px short side is 7.2 Mpx.
+MAX_RESIZED_PIXELS = 16_000_000
+
 
 def default_resize(image_size: int) -> int:
     """The shorter-side size before the crop, 256 for 224 (the classic 0.875 crop ratio)."""
@@ -133,7 +145,11 @@ def as_rgb(image: np.ndarray, input_order: str = "RGB") -> np.ndarray:
 
 
 def resize_shorter(image: np.ndarray, size: int, interpolation: str = "area") -> np.ndarray:
-    """Resize so the shorter side is ``size``; the long side is truncated as torchvision does."""
+    """Resize so the shorter side is ``size``; the long side is truncated as torchvision does.
+
+    Refuses (ValueError, before allocating) a result above :data:`MAX_RESIZED_PIXELS`:
+    a long thin image's resized long side is otherwise unbounded (an aspect-ratio bomb).
+    """
     h, w = image.shape[:2]
     if min(h, w) == size:
         return image
@@ -141,6 +157,13 @@ def resize_shorter(image: np.ndarray, size: int, interpolation: str = "area") ->
         new_h, new_w = size, int(size * w / h)
     else:
         new_h, new_w = int(size * h / w), size
+    if new_h * new_w > MAX_RESIZED_PIXELS:
+        raise ValueError(
+            "image {}x{} resized to a {} px short side would be {}x{} = {:,} pixels (limit "
+            "{:,}): its aspect ratio is too long; crop it first".format(
+                w, h, size, new_w, new_h, new_h * new_w, MAX_RESIZED_PIXELS
+            )
+        )
     shrinking = new_h < h
     flag = _INTERPOLATION[interpolation] if shrinking else cv2.INTER_LINEAR
     return cv2.resize(image, (new_w, new_h), interpolation=flag)

@@ -59,6 +59,8 @@ CORE_MODULES = (
     "errors.py",
     "data/__init__.py",
     "data/transforms.py",
+    "data/imageheader.py",
+    "data/imageio.py",
 )
 
 

@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_json, sha256_file
+from .._io import atomic_write_json
 from ..card import ModelCard, read_class_names, sidecar_path
-from ..data.transforms import PreprocessSpec
-from ..errors import CheckpointError, ExportError, VerificationError
+from ..errors import ExportError, VerificationError
+from ..frameworks.base import get_framework
 from ..rundir import RunDir
+from ..toolchains import needs_toolchain
 from .formats import DEFAULT_FORMATS, FORMATS, ExportFormat, parse_formats
 from .verify import DEFAULT_IMAGES, VerifyReport, load_images, resolve_source, verify_artifact
 
@@ -40,22 +41,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ExportSource:
-    """What is being exported: a torch model or a gluon run, with its card."""
+    """What is being exported: a torch model, or a run whose own files are the model."""
 
     card: ModelCard
     description: str
     model: Any = None  # torch nn.Module (eval) for torch sources
-    gluon_run: Path | None = None  # run dir holding model-symbol.json/model-0000.params
+    native: Path | None = None  # a folder holding the framework's own files (gluon symbol/params)
     run: Path | None = None  # the run directory exported, when there is one (for benchmarks)
-
-    @property
-    def framework(self) -> str:
-        return "gluon" if self.gluon_run is not None else "torch"
+    framework: str = "torch"  # the framework axis member that produced (and exports) it
 
     @property
     def against(self) -> Any:
         """What verification compares artifacts with."""
-        return self.model if self.model is not None else self.gluon_run
+        return self.model if self.model is not None else self.native
 
 
 @dataclass(frozen=True)
@@ -89,12 +87,7 @@ def load_checkpoint_source(
     file is rebuilt as a Gluon ``arch`` and exported to symbol/params in ``workdir``
     (default: a new temporary folder), which then exports like a gluon run.
     """
-    from ..models.torchvision_zoo import (
-        adapt_state_dict,
-        arch_preprocess,
-        create_model,
-        load_state_dict_file,
-    )
+    from ..frameworks.base import framework_for_checkpoint
 
     checkpoint = Path(checkpoint)
     names = (
@@ -102,66 +95,16 @@ def load_checkpoint_source(
         if isinstance(classes, (str, Path))
         else tuple(str(c) for c in classes)
     )
-    if checkpoint.suffix == ".params":
-        return _gluon_checkpoint_source(checkpoint, arch, names, image_size or 224, workdir)
-    model = create_model(arch, len(names), weights=None)  # unknown arch -> did-you-mean
-    state = load_state_dict_file(checkpoint)  # missing/corrupt -> CheckpointError
-    state = adapt_state_dict(arch, state, model, source=str(checkpoint))  # published key names
-    problems = _state_mismatch(model.state_dict(), state)
-    if problems:
-        raise CheckpointError(
-            f"{checkpoint}: does not fit {arch} with {len(names)} classes ({problems}). Check "
-            "--arch and that the classes file lists one name per output of the checkpoint."
-        )
-    model.load_state_dict(state, strict=True)
-    card = ModelCard(
-        arch=arch,
-        class_names=names,
-        preprocess=arch_preprocess(arch, image_size),  # the weights' own preprocessing
-        framework="torch",
-        format="checkpoint",
-        source_sha256=sha256_file(checkpoint),
+    if image_size is None:  # the arch's own input size (240 for efficientnet_lite1)
+        from ..models.architectures import ARCHITECTURES
+
+        image_size = ARCHITECTURES[arch].input_size if arch in ARCHITECTURES else 224
+    return framework_for_checkpoint(checkpoint).checkpoint_source(
+        checkpoint, arch, names, image_size=image_size, workdir=workdir
     )
-    return ExportSource(card=card, description=f"checkpoint {checkpoint}", model=model.eval())
 
 
-def _gluon_checkpoint_source(
-    checkpoint: Path, arch: str, names: tuple[str, ...], image_size: int, workdir: Any
-) -> ExportSource:
-    import tempfile
-
-    from ..frameworks.gluon_models import (
-        create_gluon_model,
-        gluon_arch,
-        load_params_file,
-        load_weights,
-    )
-    from .gluon import export_symbol
-
-    arch = gluon_arch(arch)  # unknown -> did-you-mean over Gluon and torchvision spellings
-    state = load_params_file(checkpoint)  # missing/corrupt -> CheckpointError
-    net = create_gluon_model(arch, len(names), weights=None, image_size=image_size)
-    skipped = load_weights(net, state, arch=arch, source=str(checkpoint))
-    if skipped:
-        raise CheckpointError(
-            f"{checkpoint}: its classifier ({', '.join(skipped)}) does not fit {len(names)} "
-            "classes; the classes file must list one name per output of the checkpoint"
-        )
-    run = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="ce-gluon-"))
-    export_symbol(net, run / "model", image_size=image_size)
-    card = ModelCard(
-        arch=arch,
-        class_names=names,
-        preprocess=PreprocessSpec(image_size=image_size),
-        framework="gluon",
-        format="mxnet",
-        source_sha256=sha256_file(checkpoint),
-    )
-    card.save(run / "card.json")
-    return ExportSource(card=card, description=f"gluon checkpoint {checkpoint}", gluon_run=run)
-
-
-def _state_mismatch(own: dict[str, Any], state: dict[str, Any]) -> str:
+def state_mismatch(own: dict[str, Any], state: dict[str, Any]) -> str:
     """A short description of how ``state`` differs from the model's own keys/shapes."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -185,19 +128,10 @@ def load_run_source(run: str | Path | RunDir) -> ExportSource:
             f"{run.root}: not a caltech-edge run directory (no card.json); for a model trained "
             "elsewhere use --checkpoint FILE --arch ARCH --classes FILE"
         )
-    card = run.load_card()
-    if card.framework == "gluon":
-        if not (run.symbol.is_file() and run.params.is_file()):
-            raise CheckpointError(f"{run.root}: gluon run without model-symbol.json/-0000.params")
-        card = card.replace(source_sha256=card.source_sha256 or sha256_file(run.params))
-        return ExportSource(
-            card=card, description=f"gluon run {run.root}", gluon_run=run.root, run=run.root
-        )
-    from ..rundir import load_torch_model
+    from ..frameworks.base import get_framework
 
-    model, card = load_torch_model(run)
-    card = card.replace(source_sha256=sha256_file(run.weights))
-    return ExportSource(card=card, description=f"torch run {run.root}", model=model, run=run.root)
+    card = run.load_card()
+    return get_framework(card.framework).run_source(run, card)
 
 
 def resolve_export_source(source: Any, *, card: ModelCard | None = None) -> ExportSource:
@@ -236,23 +170,9 @@ def _produce(
     data: str | Path | None,
 ) -> Path:
     card = src.card
-    if fmt.name == "onnx":
-        if src.framework == "gluon":
-            from .gluon import gluon_to_onnx
-
-            return gluon_to_onnx(
-                src.gluon_run, dst, card=card, opset=opset, dynamic_batch=dynamic_batch
-            )
-        from .onnx import check_opset
-
-        check_opset(opset)
-        return fmt.load_producer()(
-            src.model, card, dst, opset=opset, dynamic_batch=dynamic_batch, **fmt.options
-        )
-    if fmt.name == "mxnet" and src.framework == "gluon":
-        from .gluon import export_run_symbol
-
-        return export_run_symbol(src.gluon_run, dst.parent)[0]  # the run's own symbol/params
+    framework = get_framework(src.framework)
+    if fmt.made_from == "model" or fmt.name in framework.native_formats:
+        return framework.produce(fmt, src, dst, opset=opset, dynamic_batch=dynamic_batch)
     options = dict(fmt.options)
     if fmt.needs_calibration:
         if data is None:
@@ -263,6 +183,13 @@ def _produce(
         from ..data.calibration import calibration_reader
 
         options["calibration"] = calibration_reader(data, spec=card.preprocess, batch_size=1)
+    if fmt.toolchain and needs_toolchain(fmt.toolchain):  # e.g. ONNX -> MXNet in its own env
+        from ..toolchains.client import call
+
+        made = call(fmt.toolchain, "caltech_edge.toolchains.worker:produce",
+                    producer=fmt.producer, src=str(Path(artifacts[fmt.made_from]).resolve()),
+                    dst=str(dst.resolve()), card=card.to_dict(), options=options)  # fmt: skip
+        return Path(made)
     producer = fmt.load_producer()
     return Path(producer(artifacts[fmt.made_from], dst, card=card, **options))
 

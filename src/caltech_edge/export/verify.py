@@ -188,14 +188,9 @@ def resolve_source(
     path = Path(against)
     run = RunDir(path)
     if path.is_dir() and run.is_run():
-        run_card = run.load_card()
-        if run_card.framework == "gluon":
-            rt = open_runtime(run.symbol, backend="mxnet", card=run_card)
-            return rt.infer, run_card, f"gluon run {path} (mxnet)"
-        from ..rundir import load_torch_model
+        from ..frameworks.base import get_framework
 
-        model, run_card = load_torch_model(run)
-        return torch_predictor(model), run_card, f"torch run {path}"
+        return get_framework(run.load_card().framework).predictor(run)
     if not path.exists():
         raise VerificationError(f"{path}: the verification source does not exist")
     rt = open_runtime(path, precision_hint="f32")

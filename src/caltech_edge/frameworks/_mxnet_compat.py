@@ -1,8 +1,8 @@
 """The one place that imports MXNet, and the two compatibility fixes it needs here.
 
 1. Importing ``mxnet`` drops PyTorch to one intra-op thread (either import order; see
-   ENVIRONMENT.md). :func:`import_mxnet` restores torch's thread count afterwards when
-   torch is already loaded, so mixing the frameworks in one process does not halve speed.
+   ENVIRONMENT.md). :func:`import_mxnet` (the runtime backend's, the only one) restores
+   torch's thread count afterwards when torch is already loaded.
 2. ``mx.onnx.export_model`` (MXNet 1.9.1) does ``from onnx import mapping``, a module onnx
    removed in 1.16. :func:`install_onnx_mapping_shim` rebuilds the two tables MXNet uses
    from ``onnx.helper`` -- only when ``onnx.mapping`` is missing, and only when exporting.
@@ -20,21 +20,9 @@ from typing import Any
 
 from .._registry import require
 
-_MX: Any = None
-
-
-def import_mxnet() -> Any:
-    """Import and return ``mxnet``; a missing install names the ``mxnet`` extra."""
-    global _MX
-    if _MX is not None:
-        return _MX
-    torch = sys.modules.get("torch")
-    threads = torch.get_num_threads() if torch is not None else None
-    mx = require("mxnet", "mxnet", purpose="MXNet Gluon training and export")
-    if torch is not None and threads and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    _MX = mx
-    return mx
+# The one import_mxnet (numpy alias restore + torch thread count), shared with the device
+# runtime's MXNet backend.
+from ..runtime.backends.mxnet import import_mxnet
 
 
 def _build_mapping_module(onnx: Any) -> types.ModuleType:
@@ -59,9 +47,11 @@ def _build_mapping_module(onnx: Any) -> types.ModuleType:
             np_to_tensor[dtype] = helper.np_dtype_to_tensor_dtype(dtype)
     module = types.ModuleType("onnx.mapping")
     module.__doc__ = "caltech-edge shim: onnx.mapping was removed in onnx 1.16"
-    module.NP_TYPE_TO_TENSOR_TYPE = np_to_tensor
-    module.TENSOR_TYPE_TO_NP_TYPE = tensor_to_np
-    module.CALTECH_EDGE_SHIM = True
+    module.__dict__.update(  # what mxnet.onnx reads, plus a marker for tests
+        NP_TYPE_TO_TENSOR_TYPE=np_to_tensor,
+        TENSOR_TYPE_TO_NP_TYPE=tensor_to_np,
+        CALTECH_EDGE_SHIM=True,
+    )
     return module
 
 

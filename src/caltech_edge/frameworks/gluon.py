@@ -22,6 +22,13 @@ from ..config import Framework, TrainConfig
 from ..data.transforms import PreprocessSpec
 from ..errors import CheckpointError, ConfigError
 from ..rundir import RunDir
+from ..train.common import (
+    FitState,
+    checkpoint_due,
+    evaluation_indices,
+    resolve_split,
+    update_state,
+)
 from . import gluon_loop as loop
 from ._mxnet_compat import import_mxnet
 from .gluon_models import create_gluon_model, gluon_arch
@@ -33,21 +40,6 @@ def _open(data: str | Path, config: TrainConfig) -> Any:
     from ..data.datasets import open_dataset
 
     return open_dataset(data, drop_clutter=config.drop_clutter)
-
-
-def _split(ds: Any, config: TrainConfig, run: RunDir, resume: bool) -> Any:
-    from ..data.splits import Split, make_split
-
-    if resume and run.split.is_file():
-        return Split.load(run.split, dataset=ds)
-    if config.split_file:
-        return Split.load(config.split_file, dataset=ds)
-    return make_split(
-        ds,
-        train_per_class=config.train_per_class,
-        val_per_class=config.val_per_class,
-        seed=config.seed,
-    )
 
 
 def _spec(config: TrainConfig) -> PreprocessSpec:
@@ -81,15 +73,6 @@ def _class_weights(ds: Any, indices: Any, config: TrainConfig) -> Any:
     return mx.nd.array(weights.astype(np.float32))
 
 
-def _improved(value: float, best: float | None, config: TrainConfig) -> bool:
-    if best is None:
-        return True
-    es = config.early_stopping
-    higher = es.metric.value == "top1"
-    delta = es.min_delta * abs(best) if es.relative else es.min_delta
-    return value > best + delta if higher else value < best - delta
-
-
 def train(
     config: TrainConfig,
     *,
@@ -111,7 +94,7 @@ def train(
         )
     if config.framework != Framework.GLUON:
         config = config.replace(framework="gluon")
-    mx = import_mxnet()
+    import_mxnet()  # fail early (missing mxnet), before any file is written
     from ..data.augment import AugmentSpec
     from ..data.loader import iter_batches
 
@@ -125,7 +108,8 @@ def train(
             f"num_classes={config.num_classes} but {data} has {num_classes} classes; "
             "drop num_classes to take it from the data"
         )
-    split = _split(ds, config, run, resume)
+    ckpt = run.checkpoints / loop.CHECKPOINT_NAME
+    split = resolve_split(config, ds, run, resume=resume, resume_marker=ckpt)
     split.save(run.split)
     config.save(run.config)
     write_class_names(run.classes, ds.classes)
@@ -140,12 +124,10 @@ def train(
     net.hybridize()
     plan = loop.plan_strategy(net, config)
     trainer = loop.make_trainer(net, plan, config)
-    ckpt = run.checkpoints / loop.CHECKPOINT_NAME
-    state: dict[str, Any] = {"epoch": 0, "history": [], "best_epoch": None, "best_value": None}
-    state["bad_epochs"], state["stopped_early"], state["train_seconds"] = 0, False, 0.0
-    best = None
+    state, seconds, best = FitState(), 0.0, None
     if resume and ckpt.is_file():
-        state, best = loop.load_checkpoint(ckpt, net=net, trainer=trainer)
+        saved, best = loop.load_checkpoint(ckpt, net=net, trainer=trainer)
+        state, seconds = FitState.from_dict(saved), float(saved.get("train_seconds", 0.0))
     train_idx, val_idx = split.subset("train"), split.subset("val")
     if not train_idx:
         raise ConfigError(f"{data}: the split has no training images")
@@ -154,15 +136,12 @@ def train(
     cache = (
         _cache_features(net, plan, ds, train_idx, spec, config) if config.cache_features else None
     )
-    from ..train.schedules import lr_factor
+    from ..train.metrics import Accumulator
 
-    bar = _progress(progress, config.epochs * len(train_idx), state["epoch"] * len(train_idx))
-    while state["epoch"] < config.epochs and not state["stopped_early"]:
-        epoch = state["epoch"]
+    bar = _progress(progress, config.epochs * len(train_idx), state.epoch * len(train_idx))
+    while state.epoch < config.epochs and not state.stopped_early:
+        epoch = state.epoch
         loop.seed_epoch(config.seed, epoch)
-        from ..train.metrics import Accumulator
-
-        acc = Accumulator(num_classes, top_k=min(config.top_k, num_classes))
         started = time.perf_counter()
         batches = (
             _cached_batches(cache, config, epoch)
@@ -172,50 +151,60 @@ def train(
                 seed=config.seed, epoch=epoch, augment=augment,
             )
         )  # fmt: skip
-        for step, (x, y) in enumerate(batches):
-            trainer.set_learning_rate(
-                config.learning_rate * lr_factor(epoch + step / steps, config)
-            )
-            xb, yb = mx.nd.array(x), mx.nd.array(y, dtype="int32")
-            feats = xb if cache is not None else loop.forward_frozen(plan, xb)
-            with mx.autograd.record():
-                logits = (
-                    net.output(feats) if cache is not None
-                    else loop.forward_trainable(net, plan, feats)
-                )  # fmt: skip
-                loss = loop.smoothed_loss(logits, yb, config, weights)
-            loss.backward()
-            trainer.step(len(y))
-            acc.update(logits.asnumpy(), y, loss=float(loss.mean().asscalar()))
-            if bar is not None:
-                bar.update(len(y))
-        state["train_seconds"] += time.perf_counter() - started
-        record: dict[str, Any] = {"epoch": epoch + 1, "lr": trainer.learning_rate}
-        res = acc.result()
-        record.update(train_loss=res.get("loss"), train_top1=res["top1"])
-        monitor = res["top1"] if config.early_stopping.metric.value == "top1" else res["loss"]
-        if val_idx:
-            val = _evaluate_net(net, ds, val_idx, spec, config).result()
-            record.update(val_loss=val.get("loss"), val_top1=val["top1"], val_top5=val["top5"])
-            monitor = val["top1"] if config.early_stopping.metric.value == "top1" else val["loss"]
-        state["history"].append(record)
-        if _improved(monitor, state["best_value"], config):
-            state["best_value"], state["best_epoch"], state["bad_epochs"] = monitor, epoch + 1, 0
+        acc = Accumulator(num_classes, top_k=min(config.top_k, num_classes))
+        _fit_epoch(net, trainer, plan, batches, acc, config=config, epoch=epoch, steps=steps,
+                   cached=cache is not None, weights=weights, bar=bar)  # fmt: skip
+        seconds += time.perf_counter() - started
+        val = _evaluate_net(net, ds, val_idx, spec, config).result() if val_idx else None
+        record = _record(epoch, trainer, acc.result(), val)
+        if update_state(state, record, config):  # the shared best-epoch/early-stopping rule
             best = loop.snapshot(net)
-        else:
-            state["bad_epochs"] += 1
-        es = config.early_stopping
-        if es.enabled and epoch + 1 >= es.min_epochs and state["bad_epochs"] >= es.patience:
-            state["stopped_early"] = True
-        state["epoch"] = epoch + 1
-        loop.save_checkpoint(ckpt, net=net, trainer=trainer, state=state, best=best)
+        _save(run, ckpt, net, trainer, config, {**state.to_dict(), "train_seconds": seconds}, best)
         if bar is not None:
             bar.set_postfix(epoch=epoch + 1, loss=f"{record['train_loss']:.3f}")
     if bar is not None:
         bar.close()
     if best is not None:  # keep the best epoch's weights (validation, else training metric)
         loop.restore(net, best)
-    return _finish(run, net, ds, split, spec, config, arch, state, notes)
+    return _finish(run, net, ds, split, spec, config, arch, state, seconds, notes)
+
+
+def _record(epoch: int, trainer: Any, res: dict, val: dict | None) -> dict[str, Any]:
+    """The history entry of an epoch (the torch trainer's keys)."""
+    record: dict[str, Any] = {"epoch": epoch + 1, "lr": trainer.learning_rate}
+    record.update(train_loss=res.get("loss"), train_top1=res["top1"])
+    if val is not None:
+        record.update(val_loss=val.get("loss"), val_top1=val["top1"], val_top5=val["top5"])
+    return record
+
+
+def _save(run: RunDir, ckpt: Path, net: Any, trainer: Any, config: TrainConfig,
+          state: dict[str, Any], best: Any) -> None:  # fmt: skip
+    """The resume checkpoint every epoch, plus ``epoch-NNNN.params`` at the shared cadence."""
+    epoch = int(state["epoch"])
+    if checkpoint_due(config, epoch):
+        run.checkpoints.mkdir(parents=True, exist_ok=True)
+        net.save_parameters(str(run.checkpoints / f"epoch-{epoch:04d}.params"))
+    loop.save_checkpoint(ckpt, net=net, trainer=trainer, state=state, best=best)
+
+
+def _fit_epoch(net, trainer, plan, batches, acc, *, config, epoch, steps, cached, weights, bar):
+    """One pass over ``batches`` (images, or cached backbone features for the head)."""
+    from ..train.schedules import lr_factor
+
+    mx = import_mxnet()
+    for step, (x, y) in enumerate(batches):
+        trainer.set_learning_rate(config.learning_rate * lr_factor(epoch + step / steps, config))
+        xb, yb = mx.nd.array(x), mx.nd.array(y, dtype="int32")
+        feats = xb if cached else loop.forward_frozen(plan, xb)
+        with mx.autograd.record():
+            logits = net.output(feats) if cached else loop.forward_trainable(net, plan, feats)
+            loss = loop.smoothed_loss(logits, yb, config, weights)
+        loss.backward()
+        trainer.step(len(y))
+        acc.update(logits.asnumpy(), y, loss=float(loss.mean().asscalar()))
+        if bar is not None:
+            bar.update(len(y))
 
 
 def _progress(enabled: bool, total: int, initial: int) -> Any:
@@ -246,9 +235,9 @@ def _cached_batches(cache, config: TrainConfig, epoch: int):
         yield feats[chunk], labels[chunk]
 
 
-def _finish(run, net, ds, split, spec, config, arch, state, notes) -> RunDir:
-    from ..export.gluon import export_symbol
+def _finish(run, net, ds, split, spec, config, arch, state, seconds, notes) -> RunDir:
     from ..train.plots import plot_confusion, plot_curves
+    from .gluon_export import export_symbol
 
     export_symbol(net, run.root / "model", image_size=spec.image_size)
     test_idx = split.subset("test")
@@ -265,12 +254,12 @@ def _finish(run, net, ds, split, spec, config, arch, state, notes) -> RunDir:
             "top1": test and test["top1"],
             "top5": test and test["top5"],
             "test_images": test and test["images"],
-            "best_epoch": state["best_epoch"],
+            "best_epoch": state.best_epoch,
         },
         extra={"strategy": config.strategy.value, "weights": str(config.weights)},
     )
     card.save(run.card)
-    history = state["history"]
+    history = state.history
     selection = (
         "best epoch chosen on validation"
         if history and history[0].get("val_top1") is not None
@@ -280,22 +269,20 @@ def _finish(run, net, ds, split, spec, config, arch, state, notes) -> RunDir:
         "framework": "gluon",
         "arch": arch,
         "history": history,
-        "epochs_completed": state["epoch"],
-        "best_epoch": state["best_epoch"],
+        "epochs_completed": state.epoch,
+        "best_epoch": state.best_epoch,
         "selection": selection,
-        "stopped_early": state["stopped_early"],
+        "stopped_early": state.stopped_early,
         "split_sizes": split.sizes,
         "test": test,
-        "wall_seconds": round(state["train_seconds"], 3),
-        "images_per_second": round(
-            state["epoch"] * len(split.train) / max(state["train_seconds"], 1e-9), 1
-        ),
+        "wall_seconds": round(seconds, 3),
+        "images_per_second": round(state.epoch * len(split.train) / max(seconds, 1e-9), 1),
         "notes": notes,
     }
     atomic_write_json(run.metrics, metrics)
     run.plots.mkdir(parents=True, exist_ok=True)
-    if state["history"]:
-        plot_curves(state["history"], run.plots / "curves.png")
+    if state.history:
+        plot_curves(state.history, run.plots / "curves.png")
     if test:
         plot_confusion(test["confusion"], ds.classes, run.plots / "confusion.png")
     return run
@@ -330,17 +317,13 @@ def load_gluon_model(run: str | Path | RunDir) -> tuple[Any, ModelCard]:
 
 def evaluate(run: str | Path | RunDir, *, data: str | Path, split: str = "test") -> dict[str, Any]:
     """Top-1/top-5/per-class/confusion of a Gluon run on a subset of its split."""
-    from ..data.splits import Split
-
     run = run if isinstance(run, RunDir) else RunDir(run)
     net, card = load_gluon_model(run)
     config = TrainConfig.from_file(run.config) if run.config.is_file() else TrainConfig()
     ds = _open(data, config)
     if tuple(ds.classes) != tuple(card.class_names):
         raise ConfigError(f"{data}: its classes differ from the run's classes.txt ({run.classes})")
-    indices = Split.load(run.split, dataset=ds).subset(split)
-    if not indices:
-        raise ConfigError(f"{run.split}: subset {split!r} is empty")
+    indices = evaluation_indices(run, ds, split)
     result = _evaluate_net(net, ds, indices, card.preprocess, config).result(card.class_names)
     result["split"] = split
     return result

@@ -28,7 +28,7 @@ from ._mxnet_compat import import_mxnet
 from .gluon_models import feature_blocks
 
 CHECKPOINT_NAME = "last-gluon.npz"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the shared FitState (train.common) as the state
 
 
 @dataclass
@@ -159,7 +159,7 @@ def save_checkpoint(
     payload = {"version": CHECKPOINT_VERSION, **state}
     arrays["state_json"] = np.frombuffer(json.dumps(payload).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
     return atomic_write_bytes(path, buffer.getvalue())
 
 

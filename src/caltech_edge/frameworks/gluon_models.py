@@ -9,6 +9,7 @@ head has another size loads everything else (real transfer), with shapes checked
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, UnknownNameError, WeightsNotFoundError
+from ..models.architectures import depths
 from ._mxnet_compat import import_mxnet
 
 
@@ -25,7 +27,7 @@ class GluonArch:
     family: str  # resnet | squeezenet | mobilenet
 
 
-_DEPTHS = (18, 34, 50, 101, 152)
+_DEPTHS = depths("resnet")  # from the one architecture table
 GLUON_ARCHS: dict[str, GluonArch] = {
     **{f"resnet{d}_v{v}": GluonArch(f"resnet{d}_v{v}", "resnet") for v in (1, 2) for d in _DEPTHS},
     "squeezenet1.1": GluonArch("squeezenet1.1", "squeezenet"),
@@ -63,13 +65,9 @@ def gluon_arch(name: str, *, version: int | None = None) -> str:
 
 def gluon_arch_for_depth(num_layers: int | str, *, version: int = 1) -> str:
     """SageMaker's ``num_layers`` (18/34/50/101/152) -> ``resnetNN_vV``."""
-    try:
-        depth = int(num_layers)
-    except (TypeError, ValueError):
-        depth = -1
-    if depth not in _DEPTHS:
-        raise UnknownNameError("num_layers", str(num_layers), [str(d) for d in _DEPTHS])
-    return gluon_arch(f"resnet{depth}", version=version)
+    from ..models.architectures import arch_for_depth
+
+    return gluon_arch(arch_for_depth(num_layers), version=version)
 
 
 def mxnet_home() -> Path:
@@ -133,6 +131,42 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
 # meaning. Not the ResNet-50+ bottlenecks: Gluon v1 strides the first 1x1 convolution,
 # torchvision (v1.5) the 3x3, so equal shapes would silently compute something else.
 TORCHVISION_COMPATIBLE = {"squeezenet1.1", "resnet18_v1", "resnet34_v1"}
+#: a torchvision state dict as torch saved it, or as :func:`torchvision_state_to_npz` wrote it
+#: for the mxnet toolchain, which has no torch
+TORCHVISION_SUFFIXES = (".pth", ".pt", ".npz")
+
+
+def torchvision_state_to_npz(path: str | Path, dst: str | Path) -> Path:
+    """Save a torchvision ``.pth`` as an ``.npz`` of float32 arrays in the same order.
+
+    Runs where torch is (the core); the Gluon trainer in the mxnet toolchain then reads the
+    ``.npz`` with numpy alone. No pickle either way.
+    """
+    import numpy as np
+
+    from .._io import atomic_write_bytes
+    from ..models.torchvision_zoo import load_state_dict_file
+
+    arrays = {k: v.float().numpy() for k, v in load_state_dict_file(path).items()}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    return atomic_write_bytes(Path(dst), buffer.getvalue())
+
+
+def _torchvision_tensors(path: Path) -> list[tuple[str, Any]]:
+    import numpy as np
+
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                pairs = [(k, data[k]) for k in data.files]
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: unreadable weights archive ({exc})") from exc
+    else:
+        from ..models.torchvision_zoo import load_state_dict_file
+
+        pairs = [(k, v.float().numpy()) for k, v in load_state_dict_file(path).items()]
+    return [(k, v) for k, v in pairs if not k.endswith("num_batches_tracked")]
 
 
 def torchvision_state_to_gluon(net: Any, path: str | Path, *, arch: str) -> dict[str, Any]:
@@ -150,14 +184,8 @@ def torchvision_state_to_gluon(net: Any, path: str | Path, *, arch: str) -> dict
             f"{', '.join(sorted(TORCHVISION_COMPATIBLE))} (layer-for-layer identical); "
             f"{arch} differs from its torchvision namesake. Pass Gluon .params instead."
         )
-    from ..models.torchvision_zoo import load_state_dict_file
-
     mx = import_mxnet()
-    tensors = [
-        (k, v)
-        for k, v in load_state_dict_file(path).items()
-        if not k.endswith("num_batches_tracked")
-    ]
+    tensors = _torchvision_tensors(Path(path))
     own = list(net._collect_params_with_prefix().items())
     if len(tensors) != len(own):
         raise CheckpointError(
@@ -172,7 +200,7 @@ def torchvision_state_to_gluon(net: Any, path: str | Path, *, arch: str) -> dict
                 f"{path}: {tname} {tuple(tensor.shape)} does not fit Gluon {gname} "
                 f"{tuple(param.shape)}; the file is for another architecture"
             )
-        out[gname] = mx.nd.array(tensor.float().numpy())
+        out[gname] = mx.nd.array(tensor)
     return out
 
 
@@ -262,7 +290,7 @@ def create_gluon_model(
     if path is not None:
         state = (
             torchvision_state_to_gluon(net, path, arch=arch)
-            if path.suffix in (".pth", ".pt")
+            if path.suffix in TORCHVISION_SUFFIXES
             else load_params_file(path)
         )
         load_weights(net, state, arch=arch, source=str(path))

@@ -201,7 +201,7 @@ def _train(
             break
         stats = train_one_epoch(
             wrapped,
-            loader.epoch(epoch),
+            loader.epoch(epoch),  # type: ignore[arg-type]
             steps=len(loader),
             epoch=epoch,
             optimizer=optimizer,

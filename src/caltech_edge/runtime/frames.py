@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..data.transforms import MAX_ASPECT
 from ..errors import CaltechEdgeError
 
 Roi = Tuple[float, float, float, float]
@@ -35,6 +36,9 @@ def frame_problem(frame: Any, *, min_size: int = 8) -> Optional[str]:
         return "shape {}".format(frame.shape)
     if min(frame.shape[:2]) < min_size:
         return "too small {}x{}".format(frame.shape[1], frame.shape[0])
+    if max(frame.shape[:2]) > MAX_ASPECT * min(frame.shape[:2]):
+        # the resize to the model's short side would multiply the long side (a bomb)
+        return "aspect {}x{} longer than {:g}:1".format(frame.shape[1], frame.shape[0], MAX_ASPECT)
     return None
 
 

@@ -1,4 +1,8 @@
-"""Frame sources: camera index, video file, image folder, RTSP/HTTP URL, DeepLens ``awscam``.
+"""Frame sources: camera index, video file, image folder or file, RTSP/HTTP URL, ``awscam``.
+
+Image files (a folder, or one still) go through the library's one decoder
+(:func:`caltech_edge.data.imageio.load_image`): EXIF orientation applied, pixel and
+aspect-ratio limits checked from the header before decoding, the same pixels training saw.
 
 Every source yields ``(index, frame_bgr)`` with good frames only; bad frames (``None``,
 empty, wrong dtype or shape) are skipped and counted in ``stats``. A live source (camera,
@@ -12,17 +16,19 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
 
+from ..data.imageheader import sniff
+from ..data.imageio import ImageDecodeError, ImageTooLargeError, load_image
 from ..errors import ConfigError
 from .frames import frame_problem
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 
 ReadFn = Callable[[], Tuple[bool, Any]]
@@ -107,7 +113,7 @@ class ReadSource(FrameSource):
         self.max_backoff = float(max_backoff)
         self.max_reconnects = max_reconnects
         self._sleep = sleep
-        self.backoffs = []  # type: List[float]  # waits actually made, for logs and tests
+        self.backoffs: List[float] = []  # waits actually made, for logs and tests
         self._attempts = 0
 
     def _reopen(self, first: bool) -> Optional[ReadFn]:
@@ -157,7 +163,11 @@ class ReadSource(FrameSource):
 
 
 class FolderSource(FrameSource):
-    """Every image file in a folder (sorted, recursive); unreadable files count as bad."""
+    """Every image file in a folder (sorted, recursive), or one image file (a still).
+
+    Files the decoder refuses (corrupt, truncated, too many pixels, too long an aspect
+    ratio) are logged with their reason and counted as bad; the loop goes on.
+    """
 
     def __init__(
         self, root: Union[str, Path], *, rate: Optional[float] = None, loop: bool = False
@@ -165,9 +175,14 @@ class FolderSource(FrameSource):
         super().__init__(str(root), rate=rate)
         self.root = Path(root)
         self.loop = loop
-        self.files = sorted(
-            p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        if self.root.is_file():
+            self.files = [self.root]
+        else:
+            self.files = sorted(
+                p
+                for p in self.root.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
         if not self.files:
             raise ConfigError(
                 "{}: no images ({}) found in this folder".format(
@@ -178,9 +193,22 @@ class FolderSource(FrameSource):
     def _raw(self) -> Iterator[Any]:
         while True:
             for path in self.files:
-                yield cv2.imread(str(path), cv2.IMREAD_COLOR)  # None when unreadable
+                try:
+                    yield load_image(path, order="BGR")
+                except ImageDecodeError as exc:
+                    key = "too_large" if isinstance(exc, ImageTooLargeError) else "undecodable"
+                    self.bad[key] = self.bad.get(key, 0) + 1
+                    log.warning("%s: skipped: %s", path, exc.reason)
             if not self.loop:
                 return
+
+
+def _is_image_file(path: Path) -> bool:
+    try:
+        with open(str(path), "rb") as fh:
+            return sniff(fh.read(16)) is not None
+    except OSError:
+        return False
 
 
 def _capture_opener(target: Union[int, str]) -> Callable[[], Optional[ReadFn]]:
@@ -189,6 +217,9 @@ def _capture_opener(target: Union[int, str]) -> Callable[[], Optional[ReadFn]]:
         if not cap.isOpened():
             cap.release()
             return None
+        # the same policy as the image decoder: a phone video's rotation tag is applied
+        # (OpenCV's FFmpeg backend does so by default; say it, for builds that differ)
+        cap.set(getattr(cv2, "CAP_PROP_ORIENTATION_AUTO", 49), 1)
         return cap.read
 
     return opener
@@ -208,7 +239,8 @@ def open_source(
     max_backoff: float = 30.0,
     loop: bool = False,
 ) -> FrameSource:
-    """Pick the source for ``source``: ``"awscam"``, a camera index, a URL, a folder, a video."""
+    """Pick the source for ``source``: ``"awscam"``, a camera index, a URL, a folder, an image,
+    a video."""
     text = str(source)
     if text == "awscam":
         try:
@@ -245,7 +277,7 @@ def open_source(
             max_reconnects=max_reconnects,
         )
     path = Path(text)
-    if path.is_dir():
+    if path.is_dir() or (path.is_file() and _is_image_file(path)):
         return FolderSource(path, rate=rate, loop=loop)
     if path.is_file():
         return ReadSource(text, _capture_opener(text), live=False, rate=rate)

@@ -34,19 +34,13 @@ def train(
     """Train per ``config`` on the dataset at ``data``; write the run directory ``out``.
 
     ``model=``/``card=`` inject an already-built torch model (e.g. a pruned one) to
-    fine-tune; they are only valid with ``config.framework == "torch"``.
+    fine-tune; only the torch framework accepts them (others raise ConfigError).
     """
-    from ..errors import ConfigError
     from ..frameworks.base import get_trainer
 
     trainer = get_trainer(config.framework.value)
     kwargs: dict[str, Any] = {"resume": resume, "progress": progress}
-    if model is not None or card is not None:
-        if config.framework.value != "torch":
-            raise ConfigError(
-                "model=/card= inject a torch model; they cannot be used with framework "
-                f"{config.framework.value!r}"
-            )
+    if model is not None or card is not None:  # a framework that cannot inject says so
         kwargs.update(model=model, card=card)
     return trainer(config, data=data, out=out, **kwargs)
 

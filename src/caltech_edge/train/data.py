@@ -17,10 +17,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 
 from ..config import AugmentationType, TrainConfig
 from ..data.datasets import ImageDataset, open_dataset
-from ..data.splits import Split, make_split
 from ..data.transforms import PreprocessSpec
 from ..errors import ConfigError
-from ..rundir import RunDir
+from .common import resolve_split  # noqa: F401 - re-exported
 from .distributed import DistContext
 
 
@@ -28,30 +27,16 @@ def open_data(config: TrainConfig, data: str | Path) -> ImageDataset:
     return open_dataset(data, drop_clutter=config.drop_clutter)
 
 
-def resolve_split(
-    config: TrainConfig, dataset: ImageDataset, run: RunDir, *, resume: bool
-) -> Split:
-    """``split_file`` if given, else the run's own split on resume, else a fresh seeded one."""
-    if config.split_file:
-        return Split.load(config.split_file, dataset=dataset)
-    if resume and run.split.is_file() and run.last.is_file():
-        return Split.load(run.split, dataset=dataset)
-    return make_split(
-        dataset,
-        train_per_class=config.train_per_class,
-        val_per_class=config.val_per_class,
-        test_per_class=config.test_per_class,
-        seed=config.seed,
-    )
-
-
 def preprocess_spec(config: TrainConfig) -> PreprocessSpec:
     """The preprocessing of the arch's pretrained weights (mean/std, interpolation, and the
     arch's own input size unless the config sets another than the generic 224)."""
-    from ..models.torchvision_zoo import TORCH_ARCHS, arch_preprocess
+    from ..models.architectures import ARCHITECTURES
 
-    if config.arch not in TORCH_ARCHS:  # Gluon model-zoo names: ImageNet mean/std
+    row = ARCHITECTURES.get(config.arch)
+    if row is None or row.preprocessing == "imagenet":  # torch-free for Gluon zoo names too
         return PreprocessSpec(image_size=config.image_size, resize_size=config.resize_size)
+    from ..models.torchvision_zoo import arch_preprocess  # weights with their own (timm cfg)
+
     default = TrainConfig.__dataclass_fields__["image_size"].default
     size = None if config.image_size == default else config.image_size
     return arch_preprocess(config.arch, size, config.resize_size)

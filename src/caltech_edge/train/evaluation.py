@@ -9,9 +9,9 @@ from typing import Any
 import torch
 
 from ..data.datasets import open_dataset
-from ..data.splits import SUBSETS, Split
 from ..errors import DatasetError
 from ..rundir import RunDir, load_torch_model
+from .common import evaluation_indices
 from .data import unshuffled
 from .loop import evaluate_batches
 
@@ -37,14 +37,7 @@ def evaluate_torch_run(
             f"model was trained on ({card.num_classes}, see {run.classes}); evaluate on the "
             "training dataset or one with the same class folders"
         )
-    if split == "all":
-        indices = list(range(len(dataset)))
-    elif split in SUBSETS:
-        indices = Split.load(run.split, dataset=dataset).subset(split)
-    else:
-        raise DatasetError(f"unknown split {split!r}; choose one of {', '.join((*SUBSETS, 'all'))}")
-    if not indices:
-        raise DatasetError(f"{run.split}: the {split!r} subset is empty; choose another --split")
+    indices = evaluation_indices(run, dataset, split)
     torch_ds = TorchImageDataset(dataset, indices, card.preprocess)
     acc = evaluate_batches(
         model,

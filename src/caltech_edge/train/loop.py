@@ -8,10 +8,8 @@ kept as tensors and read once per epoch.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,33 +17,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..config import EarlyStoppingMetric, TrainConfig
+from ..config import TrainConfig
 from . import distributed
+from .common import FitState, score_of, update_state  # noqa: F401 - re-exported
 from .metrics import Accumulator
 from .schedules import set_lr
 
 AutocastFactory = Callable[[], contextlib.AbstractContextManager]
-
-
-@dataclass
-class FitState:
-    """Everything the loop needs to continue after a restart (stored in checkpoints)."""
-
-    epoch: int = 0  # completed epochs
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_score: float | None = None
-    best_epoch: int = 0
-    bad_epochs: int = 0  # epochs since the last early-stopping improvement
-    es_best: float | None = None
-    stopped_early: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python values only (checkpoints load with ``weights_only=True``)."""
-        return json.loads(json.dumps(self.__dict__, default=float))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FitState:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 def train_one_epoch(
@@ -144,40 +122,3 @@ def evaluate_batches(
     finally:
         model.train(was_training)
     return acc
-
-
-def score_of(entry: dict[str, Any], metric: EarlyStoppingMetric) -> tuple[float, str]:
-    """The selection score of an epoch (higher is better) and which split it came from."""
-    split = "val" if entry.get("val_top1") is not None else "train"
-    if metric == EarlyStoppingMetric.LOSS:
-        return -float(entry[f"{split}_loss"]), split
-    return float(entry[f"{split}_top1"]), split
-
-
-def update_state(state: FitState, entry: dict[str, Any], config: TrainConfig) -> bool:
-    """Record an epoch; returns True if it is the new best epoch. Sets ``stopped_early``."""
-    es = config.early_stopping
-    score, _ = score_of(entry, es.metric)
-    state.history.append(entry)
-    state.epoch = entry["epoch"]
-    is_best = state.best_score is None or score > state.best_score
-    if is_best:
-        state.best_score, state.best_epoch = score, entry["epoch"]
-    if state.es_best is None:
-        improved = True
-    elif es.relative:
-        improved = score > state.es_best + es.min_delta * abs(state.es_best)
-    else:
-        improved = score > state.es_best + es.min_delta
-    if improved:
-        state.es_best, state.bad_epochs = score, 0
-    else:
-        state.bad_epochs += 1
-    if (
-        es.enabled
-        and state.epoch >= es.min_epochs
-        and state.bad_epochs >= es.patience
-        and state.epoch < config.epochs
-    ):
-        state.stopped_early = True
-    return is_best

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Union
 
-from ..._registry import Registry
+from ..._registry import Registry, available
 from ...card import ModelCard
 from ...errors import BackendError
 from ..base import Runtime
@@ -38,6 +38,9 @@ BACKENDS.register(
     "caltech_edge.runtime.backends.mxnet:MxnetRuntime",
     extra="mxnet",
     suffixes=("-symbol.json", ".params"),
+    # where mxnet does not import (the core venv), the model runs in the mxnet toolchain
+    toolchain="mxnet",
+    modules=("mxnet",),
     description="MXNet 1.x Module on symbol/params, as the DeepLens runtime loaded them",
 )
 
@@ -81,7 +84,15 @@ def open_runtime(
     if not path.exists():
         raise BackendError("{}: no such model file or folder".format(path))
     name = backend or backend_for(path)
-    cls = BACKENDS.get(name)
+    entry = BACKENDS.entry(name)
+    toolchain = entry.info.get("toolchain")
+    if toolchain and not all(available(m) for m in entry.info.get("modules", ())):
+        from ...toolchains.runtime import ToolchainRuntime
+
+        return ToolchainRuntime(
+            toolchain, path, backend=name, card=card, precision_hint=precision_hint, threads=threads
+        )
+    cls = entry.load()
     return cls(path, card=card, precision_hint=precision_hint, threads=threads)
 
 

@@ -33,7 +33,7 @@ def import_mxnet() -> Any:
     * importing MXNet drops PyTorch to one intra-op thread (ENVIRONMENT.md); when torch is
       already loaded its thread count is put back afterwards.
     """
-    if "mxnet" in sys.modules:
+    if sys.modules.get("mxnet") is not None:
         return sys.modules["mxnet"]
     for alias, value in (
         ("bool", bool),

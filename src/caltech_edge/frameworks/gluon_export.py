@@ -20,8 +20,8 @@ from typing import Any
 from .._io import atomic_write_bytes, sha256_file
 from ..card import METADATA_KEY, ModelCard, card_for, sidecar_path
 from ..errors import ExportError
-from ..frameworks._mxnet_compat import fast_onnx_initializers, import_mxnet, import_mxnet_onnx
 from ..rundir import RunDir
+from ._mxnet_compat import fast_onnx_initializers, import_mxnet, import_mxnet_onnx
 
 SUPPORTED_OPSETS = (12, 13)  # the opsets mxnet.onnx.mx2onnx has translations for
 INPUT_NAME = "data"
