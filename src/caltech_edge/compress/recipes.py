@@ -271,17 +271,16 @@ def search_recipes(
                 trials.append(Trial(recipe, None, time.perf_counter() - start, str(exc)))
                 log.warning("%s recipe %s failed: %s", spec.name, recipe.name, exc)
                 continue
+            score = agreement(ref_logits, logits)
             trial = Trial(
-                recipe, agreement(ref_logits, logits), time.perf_counter() - start,
+                recipe, score, time.perf_counter() - start,
                 logit_error=logit_error(ref_logits, logits),
             )  # fmt: skip
             trials.append(trial)
-            log.info(
-                "%s recipe %s: agreement %.2f%%", spec.name, recipe.name, 100 * trial.agreement
-            )
+            log.info("%s recipe %s: agreement %.2f%%", spec.name, recipe.name, 100 * score)
             if best is None or trial.rank > best[0].rank:
                 best = (trial, path)
-            if trial.agreement >= target:
+            if score >= target:
                 break
         if best is None:
             raise ExportError(

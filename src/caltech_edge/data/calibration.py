@@ -10,6 +10,10 @@ used, so the reported test accuracy of a quantized model stays honest.
 :class:`CalibrationReader` has ONNX Runtime's ``CalibrationDataReader`` shape
 (``get_next() -> {input_name: array} | None``, ``rewind()``) and is iterable, so the
 same object also feeds ``nncf.Dataset`` (:meth:`CalibrationReader.nncf_dataset`).
+
+Calibration needs no labels, so :func:`calibration_reader` also takes any folder of images
+(flat, nested, class folders or not; :meth:`CalibrationReader.from_folder`) when it is not
+a dataset with a training split to draw from.
 """
 
 from __future__ import annotations

@@ -170,7 +170,6 @@ def create_efficientnet(
 
 def split_backbone_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     """``(features -> pooled 1280-d, classifier)`` of a timm EfficientNet-Lite, sharing weights."""
-    backbone = nn.Sequential(
-        model.conv_stem, model.bn1, model.blocks, model.conv_head, model.bn2, model.global_pool
-    )
-    return backbone, model.classifier
+    names = ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "global_pool")
+    backbone = nn.Sequential(*(model.get_submodule(n) for n in names))
+    return backbone, model.get_submodule("classifier")
