@@ -134,36 +134,95 @@ def _register_infer(sub: Any) -> None:
     p.set_defaults(func=_infer)
 
 
-def _infer(args: argparse.Namespace) -> int:
-    from ..runtime.buffer import DiskBuffer, Sequencer
-    from ..runtime.capture import RetrainCapture
-    from ..runtime.frames import parse_roi
-    from ..runtime.interpret import InterpretConfig
-    from ..runtime.loop import run
+def _check_paths(args: argparse.Namespace) -> tuple:
+    """Foreseeable path mistakes as one-line errors, and the state dir's lock, before the
+    (slow) model load: a second process on the same dir is refused at once."""
+    from ..errors import ConfigError
+    from ..runtime.state import DirLock
+
+    if args.output and Path(args.output).is_dir():
+        raise ConfigError(
+            f"--output {args.output} is a directory; give a file path for the JSON lines"
+        )
+    if args.capture_dir and Path(args.capture_dir).exists() and not Path(args.capture_dir).is_dir():
+        raise ConfigError(f"--capture-dir {args.capture_dir} is a file; give a directory path")
+    state = (
+        Path(args.buffer_dir) if args.buffer_dir else Path.home() / ".caltech-edge" / args.device
+    )
+    return state, DirLock(state)
+
+
+def _load(args: argparse.Namespace) -> Any:
     from ..runtime.predictor import load_model
+
+    if args.fused:
+        from ..runtime.fused import load_fused
+
+        return load_fused(args.model, precision_hint=args.precision_hint, threads=args.threads)
+    return load_model(
+        args.model,
+        backend=args.backend,
+        precision_hint=args.precision_hint,
+        threads=args.threads,
+        fast_preprocess=args.fast_preprocess,
+    )
+
+
+def _publishers(args: argparse.Namespace, state: Path) -> tuple:
+    """(publishers, outbox or None): the outbox opens first, so ids start above it."""
+    from ..runtime.buffer import OUTBOX_NAME, DiskBuffer
     from ..runtime.publish import (
         FilePublisher,
         MqttPublisher,
         StreamPublisher,
         TlsConfig,
-        close_all,
+        check_broker,
         default_topic,
     )
+
+    publishers: list = []
+    buffer = None
+    if args.mqtt_host:
+        tls = TlsConfig(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
+        port = args.mqtt_port or (8883 if tls else 1883)
+        check_broker(args.mqtt_host, port)
+        buffer = DiskBuffer(
+            state / OUTBOX_NAME,
+            max_messages=args.buffer_max_messages,
+            max_bytes=args.buffer_max_bytes,
+            overflow=args.overflow,
+        )
+    if args.json:
+        publishers.append(StreamPublisher(sys.stdout))
+    if args.output:
+        publishers.append(FilePublisher(args.output))
+    if buffer is not None:
+        publishers.append(
+            MqttPublisher(
+                args.mqtt_host,
+                port,
+                topic=args.topic or default_topic(args.device),
+                buffer=buffer,
+                client_id=args.client_id,
+                tls=tls,
+                keepalive=args.keepalive,
+            )
+        )
+    return publishers, buffer
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from ..runtime.buffer import SEQUENCE_NAME, Sequencer
+    from ..runtime.capture import RetrainCapture
+    from ..runtime.frames import parse_roi
+    from ..runtime.interpret import InterpretConfig
+    from ..runtime.loop import run
+    from ..runtime.publish import close_all
     from ..runtime.sources import open_source
     from ..runtime.stream import MjpegStream
 
-    if args.fused:
-        from ..runtime.fused import load_fused
-
-        model = load_fused(args.model, precision_hint=args.precision_hint, threads=args.threads)
-    else:
-        model = load_model(
-            args.model,
-            backend=args.backend,
-            precision_hint=args.precision_hint,
-            threads=args.threads,
-            fast_preprocess=args.fast_preprocess,
-        )
+    state, lock = _check_paths(args)
+    model = _load(args)
     interpret = InterpretConfig(
         every=args.every,
         smooth=args.smooth,
@@ -173,35 +232,8 @@ def _infer(args: argparse.Namespace) -> int:
         top_k=args.top_k,
     )
     roi = parse_roi(args.roi) if args.roi else None
-    state = (
-        Path(args.buffer_dir) if args.buffer_dir else Path.home() / ".caltech-edge" / args.device
-    )
-    state.mkdir(parents=True, exist_ok=True)
-    sequencer = Sequencer(state / "sequence.sqlite")
-    publishers = []  # type: list
-    if args.json:
-        publishers.append(StreamPublisher(sys.stdout))
-    if args.output:
-        publishers.append(FilePublisher(args.output))
-    if args.mqtt_host:
-        tls = TlsConfig(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
-        buffer = DiskBuffer(
-            state / "outbox.sqlite",
-            max_messages=args.buffer_max_messages,
-            max_bytes=args.buffer_max_bytes,
-            overflow=args.overflow,
-        )
-        publishers.append(
-            MqttPublisher(
-                args.mqtt_host,
-                args.mqtt_port or (8883 if tls else 1883),
-                topic=args.topic or default_topic(args.device),
-                buffer=buffer,
-                client_id=args.client_id,
-                tls=tls,
-                keepalive=args.keepalive,
-            )
-        )
+    publishers, buffer = _publishers(args, state)
+    sequencer = Sequencer(state / SEQUENCE_NAME, outbox=buffer)
     source = open_source(args.source, rate=args.rate)
     stream = MjpegStream(args.stream) if args.stream else None
     capture = (
@@ -234,17 +266,36 @@ def _infer(args: argparse.Namespace) -> int:
             stream.close()
         source.close()
         sequencer.close()
+    status = _summary(stats, publishers, buffer, delivered, state)
+    lock.release()
+    return status
+
+
+def _summary(stats: dict, publishers: list, buffer: Any, delivered: bool, state: Path) -> int:
+    """Print the run's stats; exit 1 when results were dropped or are still unsent."""
+    dropped = buffer.dropped if buffer is not None else 0
     stats["publishers"] = [p.stats() for p in publishers]
-    stats["delivered_all"] = delivered
+    stats["dropped"] = dropped
+    stats["delivered_all"] = delivered and dropped == 0
+    if buffer is not None:
+        buffer.close()
     print(json.dumps(stats), file=sys.stderr)
+    status = 0
+    if dropped:
+        print(
+            f"caltech-edge infer: error: {dropped} result(s) were dropped by the outbox "
+            f"overflow policy (see the warnings above); raise --buffer-max-messages/--buffer-max-bytes",
+            file=sys.stderr,
+        )
+        status = 1
     if not delivered:
         print(
             f"caltech-edge infer: warning: some results are still in the outbox {state}; they are "
             "sent on the next run",
             file=sys.stderr,
         )
-        return 1
-    return 0
+        status = 1
+    return status
 
 
 def _register_serve(sub: Any) -> None:

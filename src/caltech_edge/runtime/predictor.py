@@ -17,6 +17,7 @@ import numpy as np
 
 from ..card import ModelCard
 from ..data.transforms import as_rgb, normalize, preprocess
+from ..errors import ModelCardError
 from .backends import open_runtime
 from .base import Runtime
 from .frames import check_frame, crop_resize, crop_roi
@@ -190,4 +191,23 @@ def load_model(
     runtime = open_runtime(
         path, backend=backend, card=card, precision_hint=precision_hint, threads=threads
     )
+    check_card_outputs(runtime, path)
     return EdgeModel(runtime, path=path, fast_preprocess=fast_preprocess)
+
+
+def check_card_outputs(runtime: Runtime, path: Union[str, Path] = "") -> None:
+    """Run one blank input and compare the output width with the card's class list.
+
+    A card from another model would otherwise label results by index ("87") or, worse,
+    with the wrong names. The probe doubles as the warm-up inference.
+    """
+    card = runtime.card
+    logits = np.asarray(runtime.infer(np.zeros(tuple(card.input_shape), np.float32)))
+    width = int(logits.reshape(logits.shape[0], -1).shape[1]) if logits.ndim else 0
+    if width != card.num_classes:
+        raise ModelCardError(
+            "{}: the model outputs {} classes but its card lists {}; the card belongs to "
+            "another model: re-export, or fix class_names in its card".format(
+                path or runtime.name, width, card.num_classes
+            )
+        )
