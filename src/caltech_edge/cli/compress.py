@@ -18,12 +18,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="post-training INT8 quantization of an exported model",
         description="Static INT8 of an ONNX model (ONNX Runtime QDQ, uint8 activations, "
         "per-channel int8 weights) or an OpenVINO IR (NNCF), calibrated on training images, "
-        "then verified against its FP32 source by top-1 agreement.",
+        "then verified against its FP32 source by top-1 agreement. With no options the "
+        "back end's recipes are tried in order on held-out calibration images (no labels "
+        "needed) until one agrees with FP32 on --agreement-target of them.",
     )
     q.add_argument("source", type=Path, help=".onnx / .xml file, or an export directory")
     q.add_argument("--backend", choices=sorted(BACKEND_SOURCES), default="onnxruntime")
     q.add_argument(
-        "--calib-data", type=Path, required=True, help="dataset root (training split is used)"
+        "--calib-data",
+        type=Path,
+        required=True,
+        help="images to calibrate on: a dataset (its training split is used) or any folder "
+        "of images, flat or nested",
     )
     q.add_argument("--calib-size", type=int, default=300, help="calibration images (default 300)")
     q.add_argument("--split", type=Path, help="split.json of the training run (its train images)")
@@ -42,6 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--exclude-classifier", action="store_true", help="keep the final layer in float"
     )
+    q.add_argument(
+        "--agreement-target",
+        type=float,
+        default=0.99,
+        help="top-1 agreement with FP32 the recipe search aims for (default 0.99)",
+    )
+    q.add_argument("--recipe", default=None, help="run only this named recipe of the back end")
     q.add_argument("--no-verify", action="store_true", help="skip the top-1 agreement check")
     q.add_argument("--out", type=Path, required=True, help="output directory")
     q.set_defaults(func=_quantize)
@@ -117,18 +130,23 @@ def _quantize(args: argparse.Namespace) -> int:
     from .._io import atomic_write_json
     from ..compress._artifact import source_card
     from ..compress.quantize import quantize
-    from ..data.calibration import CalibrationReader, validation_batches
+    from ..data.calibration import calibration_reader, validation_batches
 
     src = _resolve_source(args.source, args.backend)
     card = source_card(src)
-    calib = CalibrationReader.from_dataset(
+    calib = calibration_reader(
         args.calib_data,
         spec=card.preprocess,
         calib_size=args.calib_size,
         split=args.split,
         input_name=card.input_name or "data",
     )
-    options = {"method": args.method, "exclude_classifier": args.exclude_classifier}
+    options = {
+        "method": args.method,
+        "exclude_classifier": args.exclude_classifier,
+        "target": args.agreement_target,
+        "recipe": args.recipe,
+    }
     if args.max_drop is not None:
         options["max_drop"] = args.max_drop  # quantize() refuses it for onnxruntime
         if args.backend == "openvino":
@@ -140,20 +158,30 @@ def _quantize(args: argparse.Namespace) -> int:
         out = quantize(
             src, out=args.out, backend=args.backend, calibration=calib, card=card, **options
         )
+    quant = source_card(out).extra.get("quantization") or {}
     result = {
         "artifact": out,
         "source": src,
         "backend": args.backend,
         "calibration_images": len(calib),
+        **{k: quant[k] for k in ("recipe", "agreement", "recipes_tried") if k in quant},
     }
     if not args.no_verify:
         from ..export.verify import verify_artifact
 
-        report = verify_artifact(out, against=src, data=args.calib_data)
+        # a dataset verifies on its own images; a plain folder on the calibration images
+        where = {"data": args.calib_data} if calib.indices else {"images": _stack(calib)}
+        report = verify_artifact(out, against=src, **where)
         atomic_write_json(Path(args.out) / "verify.json", report.to_dict())
         result["verify"] = report.to_dict()
     print_json(result)
     return 0
+
+
+def _stack(calib) -> object:
+    import numpy as np
+
+    return np.concatenate(list(calib))
 
 
 def _prune(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from .._registry import require
 from ..card import ModelCard
 from ..errors import ConfigError, ExportError
 from ._artifact import derived_card, save_openvino, source_card
+from .recipes import QuantizerSpec, Recipe
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,43 @@ def classifier_op(model) -> str:
     raise ExportError("could not find the classifier (MatMul/Convolution) before the output")
 
 
+def first_conv_op(model) -> str:
+    """Friendly name of the first Convolution in execution order: the stem."""
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Convolution":
+            return op.get_friendly_name()
+    raise ExportError("no Convolution to keep in float (is this an image classifier?)")
+
+
+RANGES = ("minmax", "mean_minmax", "mean_quantile", "histogram")
+MODEL_TYPES = ("cnn", "transformer")
+
+
+def _nncf_kwargs(
+    nncf, model, *, preset, subset, fast_bias_correction, excluded, ranges, model_type
+):
+    """``nncf.quantize`` keyword arguments for one recipe (see :data:`RECIPES`)."""
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    if ranges not in RANGES:
+        raise ConfigError(f"ranges must be one of {', '.join(RANGES)}; got {ranges!r}")
+    if model_type not in MODEL_TYPES:
+        raise ConfigError(f"model_type must be one of {', '.join(MODEL_TYPES)}; got {model_type!r}")
+    kwargs: dict[str, Any] = {
+        "preset": getattr(nncf.QuantizationPreset, preset.upper()),
+        "subset_size": subset,
+        "fast_bias_correction": fast_bias_correction,
+        "ignored_scope": nncf.IgnoredScope(names=excluded) if excluded else None,
+    }
+    if model_type == "transformer":  # enables SmoothQuant on MatMuls
+        kwargs["model_type"] = nncf.ModelType.TRANSFORMER
+    if ranges != "minmax":
+        kwargs["advanced_parameters"] = nncf.AdvancedQuantizationParameters(
+            activations_range_estimator_params=getattr(RangeEstimatorParametersSet, ranges.upper())
+        )
+    return kwargs
+
+
 def top1_validation_fn(compiled_model, data: Iterable[Any]) -> float:
     """NNCF validation function: top-1 of ``compiled_model`` over (images, labels) items."""
     correct = total = 0
@@ -71,8 +109,11 @@ def quantize_openvino(
     validation: Iterable[tuple[np.ndarray, np.ndarray]] | None = None,
     subset_size: int = 300,
     exclude_classifier: bool = False,
+    exclude_first: bool = False,
     preset: str = "performance",
     fast_bias_correction: bool = True,
+    ranges: str = "minmax",
+    model_type: str = "cnn",
     **_options: Any,
 ) -> Path:
     """INT8 IR of ``source`` (an IR .xml or an .onnx) written to ``out_xml`` with its card.
@@ -80,6 +121,9 @@ def quantize_openvino(
     ``calibration``: a :class:`~caltech_edge.data.calibration.CalibrationReader` over
     training images. ``validation``: re-iterable (images NCHW, labels) batches, required
     with ``max_drop``; use held-out training or validation images, never the test split.
+    ``preset`` "mixed" = asymmetric activations; ``ranges`` the activation range estimator;
+    ``model_type`` "transformer" turns on SmoothQuant; ``exclude_first`` /
+    ``exclude_classifier`` keep the stem / last layer in float (:data:`RECIPES` orders them).
     """
     nncf = require("nncf", "openvino", "OpenVINO INT8 quantization")
     ov = require("openvino", "openvino", "OpenVINO INT8 quantization")
@@ -96,19 +140,20 @@ def quantize_openvino(
         raise ExportError(f"{src}: source model not found")
     base = source_card(src, card)
     model = ov.Core().read_model(str(src))
-    ignored = None
-    excluded: list[str] = []
-    if exclude_classifier:
-        excluded = [classifier_op(model)]
-        ignored = nncf.IgnoredScope(names=excluded)
+    excluded = [classifier_op(model)] if exclude_classifier else []
+    excluded += [first_conv_op(model)] if exclude_first else []
     dataset = calibration.nncf_dataset()
     subset = max(1, min(int(subset_size), len(calibration)))
-    kwargs: dict[str, Any] = {
-        "preset": getattr(nncf.QuantizationPreset, preset.upper()),
-        "subset_size": subset,
-        "fast_bias_correction": fast_bias_correction,
-        "ignored_scope": ignored,
-    }
+    kwargs = _nncf_kwargs(
+        nncf,
+        model,
+        preset=preset,
+        subset=subset,
+        fast_bias_correction=fast_bias_correction,
+        excluded=excluded,
+        ranges=ranges,
+        model_type=model_type,
+    )
     try:
         if max_drop is None:
             quantized = nncf.quantize(model, dataset, **kwargs)
@@ -135,6 +180,9 @@ def quantize_openvino(
             "backend": "openvino-nncf",
             "preset": preset,
             "subset_size": subset,
+            "fast_bias_correction": fast_bias_correction,
+            "ranges": ranges,
+            "model_type": model_type,
             "max_drop": max_drop,
             "excluded_nodes": excluded,
             "calibration_images": len(calibration),
@@ -162,3 +210,27 @@ def fp16_ir(source: str | Path, out_xml: str | Path, *, card: ModelCard | None =
     model = ov.Core().read_model(str(src))
     new_card = derived_card(base, src, precision="fp16", fmt="openvino")
     return save_openvino(model, out_xml, new_card, fp16=True)
+
+
+def restamp_openvino(path: Path, card: ModelCard) -> None:
+    """Rewrite the card in an IR's rt_info (and its sidecar) after the recipe search."""
+    ov = require("openvino", "openvino", "OpenVINO INT8 quantization")
+    save_openvino(ov.Core().read_model(str(path)), path, card)
+
+
+# Best first: NNCF's default, then asymmetric activations ("mixed"), full bias correction,
+# outlier-robust ranges, then layers kept in float; SmoothQuant (transformer model type)
+# only changes MatMul-heavy networks and comes last.
+RECIPES: tuple[Recipe, ...] = (
+    Recipe("default", {}),
+    Recipe("mixed-asymmetric-activations", {"preset": "mixed"}),
+    Recipe("full-bias-correction", {"preset": "mixed", "fast_bias_correction": False}),
+    Recipe("mean-quantile-ranges", {"preset": "mixed", "ranges": "mean_quantile"}),
+    Recipe("classifier-float", {"preset": "mixed", "exclude_classifier": True}),
+    Recipe(
+        "stem-classifier-float",
+        {"preset": "mixed", "exclude_first": True, "exclude_classifier": True},
+    ),
+    Recipe("smoothquant", {"preset": "mixed", "model_type": "transformer"}),
+)
+SPEC = QuantizerSpec("openvino", quantize_openvino, RECIPES, restamp=restamp_openvino)

@@ -45,6 +45,19 @@ def test_images(run: RunDir, data: str | Path, *, limit: int | None = 200, seed:
     return np.concatenate(xs), np.concatenate(ys)
 
 
+def recipe_note(artifact: Path) -> str:
+    """The INT8 recipe the search kept and its held-out agreement, from the artifact's card."""
+    from ._artifact import source_card
+
+    quant = source_card(artifact).extra.get("quantization") or {}
+    if "recipe" not in quant:
+        return ""
+    return (
+        f"recipe `{quant['recipe']}`, top-1 agreement with FP32 {100 * quant['agreement']:.1f}% "
+        f"on {quant['agreement_images']} held-out calibration images"
+    )
+
+
 def compress_report(
     run: str | Path | RunDir,
     *,
@@ -61,10 +74,9 @@ def compress_report(
     from ..data.calibration import CalibrationReader
     from ..export.onnx import export_onnx
     from ..export.openvino import onnx_to_openvino
-    from .onnx_int8 import quantize_onnx
-    from .openvino_int8 import quantize_openvino
     from .prune import count_macs, count_parameters
     from .prune_run import prune_run
+    from .quantize import quantize_file
 
     run = run if isinstance(run, RunDir) else RunDir(run)
     out = Path(out)
@@ -82,12 +94,14 @@ def compress_report(
     def family(model_, card_, prefix: str, p: int, m: int, tag: str) -> list[Variant]:
         onnx_path = export_onnx(model_, card_, out / prefix / "onnx" / "model.onnx")
         xml = onnx_to_openvino(onnx_path, out / prefix / "openvino" / "model.xml", card=card_)
-        ort8 = quantize_onnx(
-            onnx_path, out / prefix / "onnx-int8" / "model.onnx", calibration=calib
-        )
-        ov8 = quantize_openvino(
-            xml, out / prefix / "openvino-int8" / "model.xml", calibration=calib
-        )
+        ort8 = quantize_file(  # accuracy-aware: recipes searched on held-out calibration
+            onnx_path, out / prefix / "onnx-int8" / "model.onnx", backend="onnxruntime",
+            calibration=calib, card=card_,
+        )  # fmt: skip
+        ov8 = quantize_file(
+            xml, out / prefix / "openvino-int8" / "model.xml", backend="openvino",
+            calibration=calib, card=card_,
+        )  # fmt: skip
         common = {"params": p, "macs": m}
         return [
             Variant(f"{tag}FP32 torch eager", model=model_, **common),
@@ -96,8 +110,20 @@ def compress_report(
             Variant(
                 f"{tag}OpenVINO default precision (bf16 if the CPU has it)", artifact=xml, **common
             ),
-            Variant(f"{tag}INT8 ONNX Runtime", artifact=ort8, precision="int8", **common),
-            Variant(f"{tag}INT8 OpenVINO", artifact=ov8, precision="int8", **common),
+            Variant(
+                f"{tag}INT8 ONNX Runtime",
+                artifact=ort8,
+                precision="int8",
+                note=recipe_note(ort8),
+                **common,
+            ),
+            Variant(
+                f"{tag}INT8 OpenVINO",
+                artifact=ov8,
+                precision="int8",
+                note=recipe_note(ov8),
+                **common,
+            ),
         ]
 
     variants = family(model, card, "fp32", params, macs, "")

@@ -98,24 +98,26 @@ _ROWS = (
     ExportFormat(
         name="onnx-int8",
         artifact="model.onnx",
-        producer="caltech_edge.compress.quantize:quantize_onnx",
+        producer="caltech_edge.compress.quantize:quantize_file",
         backend="onnxruntime",
         precision="int8",
         extra="torch",
         description="ONNX static QDQ INT8 (uint8 activations), from caltech-edge quantize",
         made_from="onnx",
         needs_calibration=True,
+        options={"backend": "onnxruntime"},  # accuracy-aware recipe search
     ),
     ExportFormat(
         name="openvino-int8",
         artifact="model.xml",
-        producer="caltech_edge.compress.quantize:quantize_openvino",
+        producer="caltech_edge.compress.quantize:quantize_file",
         backend="openvino",
         precision="int8",
         extra="openvino",
         description="OpenVINO IR INT8 by NNCF post-training quantization",
         made_from="openvino",
         needs_calibration=True,
+        options={"backend": "openvino"},  # accuracy-aware recipe search
     ),
 )
 

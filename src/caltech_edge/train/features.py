@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..models.torchvision_zoo import arch_info
+from ..models.torchvision_zoo import arch_info, split_backbone_head
 
 #: caches bigger than this are stored as float16 (halves memory; ~1e-3 relative rounding)
 FP32_CACHE_LIMIT = 512 * 1024 * 1024
@@ -28,6 +28,9 @@ FP32_CACHE_LIMIT = 512 * 1024 * 1024
 
 def split_model(model: nn.Module, arch: str) -> tuple[nn.Module, nn.Module]:
     """``(backbone, head)`` sharing ``model``'s parameters; their composition is ``model``."""
+    hooked = split_backbone_head(model, arch)
+    if hooked is not None:
+        return hooked
     family = arch_info(arch).family
     if family == "resnet":
         names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
