@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "quickstart",
     "benchmark",
     "toolchain",
+    "tune",
 )
 
 

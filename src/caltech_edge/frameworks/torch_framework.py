@@ -18,6 +18,8 @@ class TorchFramework:
 
     name = "torch"
     native_formats: tuple[str, ...] = ()
+    #: train() takes ``on_epoch=`` (each epoch's metrics; the tuner's pruning hook)
+    epoch_callback = True
 
     def architectures(self) -> tuple[str, ...]:
         from ..models.architectures import names_for
