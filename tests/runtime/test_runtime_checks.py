@@ -59,6 +59,61 @@ def test_card_listing_other_classes_is_refused_at_load(mislabeled_onnx, edge_onn
     assert proc.stdout == ""
 
 
+def test_fused_openvino_path_checks_the_card(mislabeled_onnx, tmp_path):
+    """``infer --fused`` opens the IR itself (load_fused), not through load_model."""
+    from caltech_edge.export.openvino import onnx_to_openvino
+    from caltech_edge.runtime.fused import load_fused
+
+    xml = onnx_to_openvino(mislabeled_onnx, tmp_path / "bad" / "model.xml", card=_card(10))
+    with pytest.raises(ModelCardError, match="outputs 3 classes but its card lists 10"):
+        load_fused(xml)
+    good = onnx_to_openvino(mislabeled_onnx, tmp_path / "ok" / "model.xml", card=_card(3))
+    frame = np.full((48, 64, 3), 90, np.uint8)
+    assert len(load_fused(good).predict(frame, top_k=3)["predictions"]) == 3
+
+
+def _fake_awscam(monkeypatch) -> None:
+    """``awscam`` exists only on a DeepLens; this stand-in runs the real ONNX file with ONNX
+    Runtime behind its API (``Model(path, opts).doInference(hwc) -> {name: logits}``)."""
+    import sys
+    import types
+
+    import onnxruntime as ort
+
+    class Model:
+        def __init__(self, path, opts):
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+        def doInference(self, hwc):  # awscam spells it so
+            x = np.ascontiguousarray(np.asarray(hwc, np.float32).transpose(2, 0, 1))[None]
+            name = self.session.get_inputs()[0].name
+            return {"out": self.session.run(None, {name: x})[0]}
+
+    module = types.ModuleType("awscam")
+    module.Model = Model
+    monkeypatch.setitem(sys.modules, "awscam", module)
+
+
+def test_deeplens_awscam_path_checks_the_card(mislabeled_onnx, tmp_path, monkeypatch):
+    """On a DeepLens the Lambda builds its model around awscam.Model (card from the sidecar
+    the package ships), not through load_model."""
+    import shutil
+
+    from caltech_edge.runtime import deeplens
+
+    _fake_awscam(monkeypatch)
+    for classes in (10, 3):
+        path = tmp_path / str(classes) / "model.onnx"
+        path.parent.mkdir()
+        shutil.copy(mislabeled_onnx, path)
+        sidecar_path(path).write_text(_card(classes).to_json())
+    with pytest.raises(ModelCardError, match="outputs 3 classes but its card lists 10"):
+        deeplens._load({"model": str(tmp_path / "10" / "model.onnx"), "backend": None})
+    model = deeplens._load({"model": str(tmp_path / "3" / "model.onnx"), "backend": None})
+    assert model.backend == "awscam" and len(model.labels) == 3
+    assert len(model.predict(np.full((48, 64, 3), 90, np.uint8))["predictions"]) == 3
+
+
 # -- artifacts before packaging ---------------------------------------------------------
 def _params_bytes(arrays: dict) -> bytes:
     """MXNet's NDArray-list layout (the reader was checked against files MXNet wrote)."""

@@ -16,7 +16,7 @@ import pytest
 from runtime_helpers import Subscriber, run_cli
 
 from caltech_edge.errors import ConfigError, StateError
-from caltech_edge.runtime.buffer import DiskBuffer, Sequencer
+from caltech_edge.runtime.buffer import DiskBuffer, Sequencer, open_state
 from caltech_edge.runtime.publish import check_broker
 
 TOPIC = "$aws/things/cam-a/infer"
@@ -363,3 +363,68 @@ def test_sqlite_rows_salvaged_match_what_sqlite_still_reads(tmp_path):
     assert conn.execute("SELECT COUNT(*) FROM queue").fetchone()[0] == n
     conn.close()
     time.sleep(0)
+
+
+# -- every entry point attaches the sequencer to its outbox -------------------------------
+def test_open_state_attaches_the_sequencer_to_the_outbox(tmp_path):
+    buf, seq = open_state(tmp_path / "a", max_bytes=8192)
+    assert seq.outbox is buf and buf.max_bytes == 8192
+    buf.put(seq.next(), "t", b"{}")
+    seq.close()
+    buf.close()
+    buf, seq = open_state(tmp_path / "a")  # ids continue above what the outbox stored
+    assert seq.next() == 2
+    seq.close()
+    buf.close()
+    none, alone = open_state(tmp_path / "b", outbox=False)
+    assert none is None and alone.outbox is None and alone.next() == 1
+    alone.close()
+
+
+@pytest.fixture()
+def spy_run(monkeypatch):
+    """Record what the real device loop was given (it still runs)."""
+    import caltech_edge.runtime.loop as loop
+
+    seen: dict = {}
+    real = loop.run
+
+    def run(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "run", run)
+    return seen
+
+
+def _wired_to_outbox(kwargs) -> bool:
+    mqtt = [p for p in kwargs["publishers"] if getattr(p, "buffer", None) is not None]
+    return len(mqtt) == 1 and kwargs["sequencer"].outbox is mqtt[0].buffer
+
+
+def test_deeplens_lambda_attaches_the_sequencer_to_its_outbox(
+    edge_onnx, video, broker, tmp_path, spy_run
+):
+    from caltech_edge.runtime.deeplens import infinite_infer_run
+
+    sub = Subscriber(broker.port, "$aws/things/cam-d/infer", client_id="deeplens-sub")
+    env = {"MODEL_PATH": str(edge_onnx), "SOURCE": str(video), "MAX_FRAMES": "3",
+           "STREAM": "", "BUFFER_DIR": str(tmp_path / "state"), "THING_NAME": "cam-d",
+           "MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(broker.port)}  # fmt: skip
+    stats = infinite_infer_run(env)
+    assert _wired_to_outbox(spy_run), spy_run
+    assert stats["published"] == 3 and sub.wait_for({1, 2, 3}) >= {1, 2, 3}
+    sub.close()
+
+
+def test_quickstart_device_stage_attaches_the_sequencer_to_its_outbox(
+    edge_onnx, video, broker, tmp_path, spy_run
+):
+    from caltech_edge.quickstart import QuickstartConfig, _run_device
+
+    cfg = QuickstartConfig(mqtt_host="127.0.0.1", mqtt_port=broker.port)
+    summary = _run_device(edge_onnx, video, tmp_path, cfg)
+    assert _wired_to_outbox(spy_run), spy_run
+    assert "MQTT" in summary["published_to"] and summary["delivered_all"] is True
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == list(range(1, summary["published"] + 1))

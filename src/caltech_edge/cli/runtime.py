@@ -175,8 +175,8 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _publishers(args: argparse.Namespace, state: Path) -> tuple:
-    """(publishers, outbox or None): the outbox opens first, so ids start above it."""
-    from ..runtime.buffer import OUTBOX_NAME, DiskBuffer
+    """(publishers, outbox or None, sequencer): the state opens as in every entry point."""
+    from ..runtime.buffer import open_state
     from ..runtime.publish import (
         FilePublisher,
         MqttPublisher,
@@ -187,17 +187,17 @@ def _publishers(args: argparse.Namespace, state: Path) -> tuple:
     )
 
     publishers: list = []
-    buffer = None
     if args.mqtt_host:
         tls = TlsConfig(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
         port = args.mqtt_port or (8883 if tls else 1883)
         check_broker(args.mqtt_host, port)
-        buffer = DiskBuffer(
-            state / OUTBOX_NAME,
-            max_messages=args.buffer_max_messages,
-            max_bytes=args.buffer_max_bytes,
-            overflow=args.overflow,
-        )
+    buffer, sequencer = open_state(
+        state,
+        outbox=bool(args.mqtt_host),
+        max_messages=args.buffer_max_messages,
+        max_bytes=args.buffer_max_bytes,
+        overflow=args.overflow,
+    )
     if args.json:
         publishers.append(StreamPublisher(sys.stdout))
     if args.output:
@@ -214,11 +214,10 @@ def _publishers(args: argparse.Namespace, state: Path) -> tuple:
                 keepalive=args.keepalive,
             )
         )
-    return publishers, buffer
+    return publishers, buffer, sequencer
 
 
 def _infer(args: argparse.Namespace) -> int:
-    from ..runtime.buffer import SEQUENCE_NAME, Sequencer
     from ..runtime.capture import RetrainCapture
     from ..runtime.frames import parse_roi
     from ..runtime.interpret import InterpretConfig
@@ -238,8 +237,7 @@ def _infer(args: argparse.Namespace) -> int:
         top_k=args.top_k,
     )
     roi = parse_roi(args.roi) if args.roi else None
-    publishers, buffer = _publishers(args, state)
-    sequencer = Sequencer(state / SEQUENCE_NAME, outbox=buffer)
+    publishers, buffer, sequencer = _publishers(args, state)
     from .deploy import attach_agent
 
     agent = attach_agent(args, model, state)

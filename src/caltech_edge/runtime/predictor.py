@@ -95,6 +95,30 @@ class EdgeModel:
             "precision": self.card.precision,
             "backend": runtime.name,
         }
+        self.check_outputs()
+
+    def _infer_blank(self) -> np.ndarray:
+        """Logits for one blank input: the probe of :meth:`check_outputs` (and a warm-up)."""
+        return self.runtime.infer(np.zeros(tuple(self.card.input_shape), np.float32))
+
+    def check_outputs(self) -> None:
+        """Compare the model's output width with the card's class list, at load.
+
+        Every way of opening a model (``load_model``, ``load_fused``, the DeepLens
+        ``awscam`` runtime) builds an :class:`EdgeModel`, so the check lives here once. A
+        card from another model would otherwise label results by index ("87") or, worse,
+        with the wrong names. Subclasses whose runtime takes other inputs override
+        :meth:`_infer_blank`, not this.
+        """
+        logits = np.asarray(self._infer_blank())
+        width = int(logits.reshape(logits.shape[0], -1).shape[1]) if logits.ndim else 0
+        if width != len(self.labels):
+            raise ModelCardError(
+                "{}: the model outputs {} classes but its card lists {}; the card belongs to "
+                "another model: re-export, or fix class_names in its card".format(
+                    self.path or self.runtime.name, width, len(self.labels)
+                )
+            )
 
     @property
     def backend(self) -> str:
@@ -191,23 +215,4 @@ def load_model(
     runtime = open_runtime(
         path, backend=backend, card=card, precision_hint=precision_hint, threads=threads
     )
-    check_card_outputs(runtime, path)
     return EdgeModel(runtime, path=path, fast_preprocess=fast_preprocess)
-
-
-def check_card_outputs(runtime: Runtime, path: Union[str, Path] = "") -> None:
-    """Run one blank input and compare the output width with the card's class list.
-
-    A card from another model would otherwise label results by index ("87") or, worse,
-    with the wrong names. The probe doubles as the warm-up inference.
-    """
-    card = runtime.card
-    logits = np.asarray(runtime.infer(np.zeros(tuple(card.input_shape), np.float32)))
-    width = int(logits.reshape(logits.shape[0], -1).shape[1]) if logits.ndim else 0
-    if width != card.num_classes:
-        raise ModelCardError(
-            "{}: the model outputs {} classes but its card lists {}; the card belongs to "
-            "another model: re-export, or fix class_names in its card".format(
-                path or runtime.name, width, card.num_classes
-            )
-        )
