@@ -36,15 +36,18 @@ test: install mosquitto toolchains
 lint: install
 	$(VENV)/bin/ruff check src tests examples benchmarks
 	$(VENV)/bin/ruff format --check src tests examples benchmarks
-	# The device runtime and the core modules it imports stay Python 3.8-compatible.
+	# The device runtime, the core modules it imports and the CLI modules bundles ship stay
+	# Python 3.8-compatible.
 	cd src/caltech_edge && ../../$(VENV)/bin/vermin --target=3.8- --no-tips --violations \
-	  runtime card.py errors.py _registry.py _io.py data/transforms.py data/imageio.py data/imageheader.py
+	  runtime card.py errors.py _registry.py _io.py data/transforms.py data/imageio.py data/imageheader.py \
+	  deploy cli/__init__.py cli/_common.py cli/runtime.py
 	# Typed public API: the axes (frameworks, models, toolchains), config, card, registries.
 	MYPYPATH=src $(VENV)/bin/mypy --ignore-missing-imports --follow-imports=silent \
 	  -p caltech_edge.toolchains -p caltech_edge.frameworks -p caltech_edge.models \
 	  -p caltech_edge.config -m caltech_edge -m caltech_edge.train -m caltech_edge.train.common \
 	  -m caltech_edge.card -m caltech_edge.errors -m caltech_edge._registry -m caltech_edge.rundir \
-	  -m caltech_edge.export.formats -m caltech_edge.export.pipeline -m caltech_edge.runtime.backends
+	  -m caltech_edge.export.formats -m caltech_edge.export.pipeline -m caltech_edge.runtime.backends \
+	  -p caltech_edge.deploy -p caltech_edge.cloud
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

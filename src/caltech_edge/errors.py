@@ -74,3 +74,7 @@ class BackendError(CaltechEdgeError):
 
 class ToolchainError(CaltechEdgeError):
     """An isolated toolchain environment is missing, cannot be built, or its worker failed."""
+
+
+class StateError(CaltechEdgeError):
+    """The device's on-disk state (outbox, sequence ids) cannot be written: full disk, permissions."""

@@ -111,7 +111,7 @@ def write_demo_video(data: Path, split_file: Path, path: Path, *, frames: int) -
 
 def _run_device(model_path: Path, video: Path, out: Path, cfg: QuickstartConfig) -> dict[str, Any]:
     """Run the device loop on the video; publish to a local broker if one runs, else to a file."""
-    from .runtime.buffer import DiskBuffer, Sequencer
+    from .runtime.buffer import open_state
     from .runtime.capture import RetrainCapture
     from .runtime.loop import run
     from .runtime.predictor import load_model
@@ -119,21 +119,19 @@ def _run_device(model_path: Path, video: Path, out: Path, cfg: QuickstartConfig)
     from .runtime.sources import open_source
     from .runtime.stream import MjpegStream
 
-    state = out / "device-state"
-    state.mkdir(parents=True, exist_ok=True)
+    model = load_model(model_path)
     results = out / "results.jsonl"
     publishers: list[Any] = [FilePublisher(results)]
     target = f"file {results}"
-    if broker_reachable(cfg.mqtt_host, cfg.mqtt_port):
+    mqtt = broker_reachable(cfg.mqtt_host, cfg.mqtt_port)
+    buffer, sequencer = open_state(out / "device-state", outbox=mqtt)
+    if buffer is not None:
         topic = default_topic("caltech-edge-quickstart")
-        buffer = DiskBuffer(state / "outbox.sqlite")
         publishers.append(MqttPublisher(cfg.mqtt_host, cfg.mqtt_port, topic=topic, buffer=buffer))
         target += f" and MQTT {cfg.mqtt_host}:{cfg.mqtt_port} topic {topic}"
-    model = load_model(model_path)
     source = open_source(str(video))
     stream = MjpegStream(out / "results.mjpeg")
     capture = RetrainCapture(out / "captured", threshold=0.6, max_files=100)
-    sequencer = Sequencer(state / "sequence.sqlite")
     try:
         stats = run(source, model, publishers=publishers, sequencer=sequencer,
                     device="caltech-edge-quickstart", stream=stream, capture=capture)  # fmt: skip
@@ -142,6 +140,8 @@ def _run_device(model_path: Path, video: Path, out: Path, cfg: QuickstartConfig)
         stream.close()
         source.close()
         sequencer.close()
+        if buffer is not None:
+            buffer.close()
     return {**stats, "delivered_all": delivered, "published_to": target, "model": str(model_path)}
 
 

@@ -83,3 +83,59 @@ def test_validation_batches_avoid_calibration_images(synthetic_root, tiny_run):
     total = sum(len(y) for _, y in val)
     assert total == 40 - 20  # the training images not used for calibration
     assert {int(c) for _, y in val for c in y} == {0, 1, 2, 3}
+
+
+def _images(root):
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".png"))
+
+
+def test_calibrates_from_a_flat_folder_without_classes(synthetic_root, tmp_path):
+    import shutil
+
+    from caltech_edge.data.calibration import calibration_reader
+    from caltech_edge.data.transforms import PreprocessSpec
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i, p in enumerate(_images(synthetic_root)[:20]):
+        shutil.copy(p, flat / f"{i:03d}{p.suffix}")
+    (flat / "notes.txt").write_text("not an image")
+    spec = PreprocessSpec(image_size=32, resize_size=36)
+    with pytest.warns(CalibrationWarning, match="only 12 calibration images"):
+        reader = calibration_reader(flat, spec=spec, calib_size=12)
+    batches = list(reader)
+    assert reader.count == 12 and len(batches) == 12 and batches[0].shape == (1, 3, 32, 32)
+    assert [b.tobytes() for b in reader] == [b.tobytes() for b in batches]  # re-iterable
+
+
+def test_nested_tree_named_like_caltech_is_read_as_plain_images(synthetic_root, tmp_path):
+    import shutil
+
+    from caltech_edge.data.calibration import calibration_reader
+    from caltech_edge.data.transforms import PreprocessSpec
+
+    root = tmp_path / "256_ObjectCategories"
+    for i, p in enumerate(_images(synthetic_root)[:9]):
+        dest = root / f"day{i}" / "cam" / f"{i}{p.suffix}"  # not NNN.name, one image each
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, dest)
+    spec = PreprocessSpec(image_size=32, resize_size=36)
+    for where in (root, tmp_path):
+        with pytest.warns(CalibrationWarning):
+            assert calibration_reader(where, spec=spec, calib_size=50).count == 9
+
+
+def test_a_folder_without_images_says_what_it_found(tmp_path):
+    from caltech_edge.data.calibration import calibration_reader
+    from caltech_edge.data.transforms import PreprocessSpec
+    from caltech_edge.errors import DatasetError
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.csv").write_text("1,2")
+    (tmp_path / "readme.txt").write_text("hi")
+    with pytest.raises(DatasetError, match=r"no images found; it holds 2 files .*\.csv") as e:
+        calibration_reader(tmp_path, spec=PreprocessSpec(32))
+    assert "\n" not in str(e.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no images found; it holds nothing"):
+        calibration_reader(tmp_path / "empty", spec=PreprocessSpec(32))

@@ -31,6 +31,7 @@ def test_compress_report_builds_and_measures_all_variants(tiny_run, synthetic_ro
     assert abs(fp32["top1"] - rows["FP32 torch eager"]["top1"]) < 1e-9  # same images, same model
     assert int8["size_bytes"] < 0.35 * fp32["size_bytes"]
     assert fp32["macs"] > 0 and fp32["params"] == int8["params"]
+    assert int8["note"].startswith("recipe `")  # the accuracy-aware search's choice, reported
     pruned = rows["pruned-50% FP32 ONNX Runtime"]
     assert pruned["macs"] < fp32["macs"] / 1.6 and pruned["params"] < fp32["params"] / 1.6
     assert all(r["latency_ms"] > 0 and 0 <= r["top1"] <= 1 for r in rows.values())

@@ -53,20 +53,31 @@ def test_model_tar_gz_layout(packaged, edge_artifacts):
 
 
 def test_model_tar_gz_loads_in_mxnet_module(packaged, edge_artifacts, tmp_path):
-    """What DeepLens does with the archive: unpack, mx.mod.Module on symbol/params."""
-    import mxnet as mx
+    """What DeepLens does with the archive: unpack, mx.mod.Module on symbol/params (plain
+    MXNet in the mxnet toolchain's interpreter: MXNet is not in the core environment)."""
+    import subprocess
+
     import numpy as np
+
+    from caltech_edge.toolchains.env import ensure
+    from caltech_edge.toolchains.table import get_toolchain
 
     with tarfile.open(packaged[0]) as tar:
         tar.extractall(tmp_path, filter="data")
-    sym, args, auxs = mx.model.load_checkpoint(str(tmp_path / "model"), 0)
-    mod = mx.mod.Module(symbol=sym, data_names=["data"], label_names=None, context=mx.cpu())
-    mod.bind(for_training=False, data_shapes=[("data", (1, 3, 32, 32))])
-    mod.set_params(args, auxs)
-    mod.forward(mx.io.DataBatch([mx.nd.array(edge_artifacts["x"])]), is_train=False)
-    np.testing.assert_allclose(
-        mod.get_outputs()[0].asnumpy(), edge_artifacts["reference"], atol=1e-3
+    np.save(tmp_path / "x.npy", edge_artifacts["x"])
+    script = (
+        "import sys, numpy as np, mxnet as mx\n"
+        "sym, args, auxs = mx.model.load_checkpoint(sys.argv[1], 0)\n"
+        "mod = mx.mod.Module(symbol=sym, data_names=['data'], label_names=None, context=mx.cpu())\n"
+        "mod.bind(for_training=False, data_shapes=[('data', (1, 3, 32, 32))])\n"
+        "mod.set_params(args, auxs)\n"
+        "mod.forward(mx.io.DataBatch([mx.nd.array(np.load(sys.argv[2]))]), is_train=False)\n"
+        "np.save(sys.argv[3], mod.get_outputs()[0].asnumpy())\n"
     )
+    python = ensure(get_toolchain("mxnet"))  # prepared by `make test`
+    argv = [str(tmp_path / "model"), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")]
+    subprocess.run([str(python), "-c", script, *argv], check=True, env={"PATH": "/usr/bin:/bin"})
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), edge_artifacts["reference"], atol=1e-3)
 
 
 def test_lambda_zip_has_runtime_and_no_torch(packaged):

@@ -101,3 +101,13 @@ print(sorted(m for m in sys.modules if m.split('.')[0] == 'mxnet'))
                          timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_calling_mxnet_code_directly_in_the_core_says_where_mxnet_lives(tmp_path: Path) -> None:
+    from caltech_edge.errors import MissingDependencyError
+    from caltech_edge.frameworks.gluon import train
+
+    config = TrainConfig(framework="gluon", arch="resnet18", weights="none", epochs=1)
+    with pytest.raises(MissingDependencyError, match="caltech-edge toolchain install mxnet"):
+        train(config, data=tmp_path, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # it failed before writing anything

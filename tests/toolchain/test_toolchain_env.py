@@ -94,6 +94,14 @@ def test_build_marks_ready_once_and_a_second_build_reuses_it(home: Path) -> None
     assert json.loads((path / env.MARKER).read_text())["built"] == marker["built"]
 
 
+def test_the_venv_and_pip_route_builds_too(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(env.BUILDER_ENV, "pip")
+    assert env.find_uv() is None
+    path = env.build(TINY, quiet=True)
+    assert json.loads((path / env.MARKER).read_text())["built_with"] == "pip"
+    assert (path / "pyvenv.cfg").is_file() and env.status(TINY).ready
+
+
 def test_concurrent_builds_wait_for_each_other(home: Path) -> None:
     """Two processes asking at once: one builds, the other finds it ready (the file lock)."""
     code = (

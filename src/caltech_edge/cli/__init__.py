@@ -15,10 +15,23 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import CaltechEdgeError
 
-COMMAND_MODULES = ("data", "train", "export", "compress", "runtime", "quickstart", "benchmark", "toolchain")
+COMMAND_MODULES = (
+    "data",
+    "train",
+    "export",
+    "compress",
+    "runtime",
+    "quickstart",
+    "benchmark",
+    "toolchain",
+    "tune",
+    "deploy",
+    "cloud",
+    "retrain",
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="caltech-edge",
         description="Train, compress, export and deploy image classifiers to edge cameras.",
@@ -26,13 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"caltech-edge {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, modules: Sequence[str] = COMMAND_MODULES) -> int:
+    """Run the CLI; ``modules`` limits the commands (device bundles: only ``runtime``)."""
+    parser = build_parser(modules)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -25,7 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("source", type=Path, help=".onnx / .xml file, or an export directory")
     q.add_argument("--backend", choices=sorted(BACKEND_SOURCES), default="onnxruntime")
     q.add_argument(
-        "--calib-data", type=Path, required=True, help="dataset root (training split is used)"
+        "--calib-data",
+        type=Path,
+        required=True,
+        help="images to calibrate on: a dataset (its training split is used) or any folder "
+        "of images, flat or nested",
     )
     q.add_argument("--calib-size", type=int, default=300, help="calibration images (default 300)")
     q.add_argument("--split", type=Path, help="split.json of the training run (its train images)")
@@ -126,11 +130,11 @@ def _quantize(args: argparse.Namespace) -> int:
     from .._io import atomic_write_json
     from ..compress._artifact import source_card
     from ..compress.quantize import quantize
-    from ..data.calibration import CalibrationReader, validation_batches
+    from ..data.calibration import calibration_reader, validation_batches
 
     src = _resolve_source(args.source, args.backend)
     card = source_card(src)
-    calib = CalibrationReader.from_dataset(
+    calib = calibration_reader(
         args.calib_data,
         spec=card.preprocess,
         calib_size=args.calib_size,
@@ -165,11 +169,19 @@ def _quantize(args: argparse.Namespace) -> int:
     if not args.no_verify:
         from ..export.verify import verify_artifact
 
-        report = verify_artifact(out, against=src, data=args.calib_data)
+        # a dataset verifies on its own images; a plain folder on the calibration images
+        where = {"data": args.calib_data} if calib.indices else {"images": _stack(calib)}
+        report = verify_artifact(out, against=src, **where)
         atomic_write_json(Path(args.out) / "verify.json", report.to_dict())
         result["verify"] = report.to_dict()
     print_json(result)
     return 0
+
+
+def _stack(calib) -> object:
+    import numpy as np
+
+    return np.concatenate(list(calib))
 
 
 def _prune(args: argparse.Namespace) -> int:

@@ -39,7 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--arch", help="architecture of --checkpoint (e.g. squeezenet1_1, resnet18)")
     p.add_argument("--classes", type=Path, help="class names of --checkpoint, one per line")
-    p.add_argument("--image-size", type=int, default=224, help="input size of --checkpoint")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="input size of --checkpoint (default: the arch's own, e.g. 224; 240 for efficientnet_lite1)",
+    )
     p.add_argument("--json", action="store_true", help="print the export summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_export)

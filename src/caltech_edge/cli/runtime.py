@@ -25,12 +25,15 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         required=True,
-        help="artifact: .onnx, .xml (OpenVINO IR), MXNet -symbol.json or its folder",
+        help="artifact: .onnx, .xml (OpenVINO IR), MXNet -symbol.json or its folder, .tflite, "
+        ".pte (ExecuTorch), .mlpackage (Core ML, macOS)",
     )
+    # No argparse choices: the backend registry validates the name (with a did-you-mean),
+    # and building the parser must not import the runtime (`--help` stays instant).
     p.add_argument(
         "--backend",
-        choices=("onnxruntime", "openvino", "mxnet"),
-        help="force a backend (default: from the suffix)",
+        help="force a runtime backend (onnxruntime, openvino, litert, executorch, ...; "
+        "default: from the artifact's suffix)",
     )
     p.add_argument(
         "--precision-hint",
@@ -131,39 +134,100 @@ def _register_infer(sub: Any) -> None:
         "--capture-sample", type=float, default=0.0, help="also keep this fraction of all frames"
     )
     o.add_argument("--capture-max-files", type=int, default=1000)
+    from .deploy import add_device_args
+
+    add_device_args(p)
     p.set_defaults(func=_infer)
 
 
-def _infer(args: argparse.Namespace) -> int:
-    from ..runtime.buffer import DiskBuffer, Sequencer
-    from ..runtime.capture import RetrainCapture
-    from ..runtime.frames import parse_roi
-    from ..runtime.interpret import InterpretConfig
-    from ..runtime.loop import run
+def _check_paths(args: argparse.Namespace) -> tuple:
+    """Foreseeable path mistakes as one-line errors, and the state dir's lock, before the
+    (slow) model load: a second process on the same dir is refused at once."""
+    from ..errors import ConfigError
+    from ..runtime.state import DirLock
+
+    if args.output and Path(args.output).is_dir():
+        raise ConfigError(
+            f"--output {args.output} is a directory; give a file path for the JSON lines"
+        )
+    if args.capture_dir and Path(args.capture_dir).exists() and not Path(args.capture_dir).is_dir():
+        raise ConfigError(f"--capture-dir {args.capture_dir} is a file; give a directory path")
+    state = (
+        Path(args.buffer_dir) if args.buffer_dir else Path.home() / ".caltech-edge" / args.device
+    )
+    return state, DirLock(state)
+
+
+def _load(args: argparse.Namespace) -> Any:
     from ..runtime.predictor import load_model
+
+    if args.fused:
+        from ..runtime.fused import load_fused
+
+        return load_fused(args.model, precision_hint=args.precision_hint, threads=args.threads)
+    return load_model(
+        args.model,
+        backend=args.backend,
+        precision_hint=args.precision_hint,
+        threads=args.threads,
+        fast_preprocess=args.fast_preprocess,
+    )
+
+
+def _publishers(args: argparse.Namespace, state: Path) -> tuple:
+    """(publishers, outbox or None, sequencer): the state opens as in every entry point."""
+    from ..runtime.buffer import open_state
     from ..runtime.publish import (
         FilePublisher,
         MqttPublisher,
         StreamPublisher,
         TlsConfig,
-        close_all,
+        check_broker,
         default_topic,
     )
+
+    publishers: list = []
+    if args.mqtt_host:
+        tls = TlsConfig(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
+        port = args.mqtt_port or (8883 if tls else 1883)
+        check_broker(args.mqtt_host, port)
+    buffer, sequencer = open_state(
+        state,
+        outbox=bool(args.mqtt_host),
+        max_messages=args.buffer_max_messages,
+        max_bytes=args.buffer_max_bytes,
+        overflow=args.overflow,
+    )
+    if args.json:
+        publishers.append(StreamPublisher(sys.stdout))
+    if args.output:
+        publishers.append(FilePublisher(args.output))
+    if buffer is not None:
+        publishers.append(
+            MqttPublisher(
+                args.mqtt_host,
+                port,
+                topic=args.topic or default_topic(args.device),
+                buffer=buffer,
+                client_id=args.client_id,
+                tls=tls,
+                keepalive=args.keepalive,
+            )
+        )
+    return publishers, buffer, sequencer
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from ..runtime.capture import RetrainCapture
+    from ..runtime.frames import parse_roi
+    from ..runtime.interpret import InterpretConfig
+    from ..runtime.loop import run
+    from ..runtime.publish import close_all
     from ..runtime.sources import open_source
     from ..runtime.stream import MjpegStream
 
-    if args.fused:
-        from ..runtime.fused import load_fused
-
-        model = load_fused(args.model, precision_hint=args.precision_hint, threads=args.threads)
-    else:
-        model = load_model(
-            args.model,
-            backend=args.backend,
-            precision_hint=args.precision_hint,
-            threads=args.threads,
-            fast_preprocess=args.fast_preprocess,
-        )
+    state, lock = _check_paths(args)
+    model = _load(args)
     interpret = InterpretConfig(
         every=args.every,
         smooth=args.smooth,
@@ -173,35 +237,11 @@ def _infer(args: argparse.Namespace) -> int:
         top_k=args.top_k,
     )
     roi = parse_roi(args.roi) if args.roi else None
-    state = (
-        Path(args.buffer_dir) if args.buffer_dir else Path.home() / ".caltech-edge" / args.device
-    )
-    state.mkdir(parents=True, exist_ok=True)
-    sequencer = Sequencer(state / "sequence.sqlite")
-    publishers = []  # type: list
-    if args.json:
-        publishers.append(StreamPublisher(sys.stdout))
-    if args.output:
-        publishers.append(FilePublisher(args.output))
-    if args.mqtt_host:
-        tls = TlsConfig(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
-        buffer = DiskBuffer(
-            state / "outbox.sqlite",
-            max_messages=args.buffer_max_messages,
-            max_bytes=args.buffer_max_bytes,
-            overflow=args.overflow,
-        )
-        publishers.append(
-            MqttPublisher(
-                args.mqtt_host,
-                args.mqtt_port or (8883 if tls else 1883),
-                topic=args.topic or default_topic(args.device),
-                buffer=buffer,
-                client_id=args.client_id,
-                tls=tls,
-                keepalive=args.keepalive,
-            )
-        )
+    publishers, buffer, sequencer = _publishers(args, state)
+    from .deploy import attach_agent
+
+    agent = attach_agent(args, model, state)
+    model = agent.model if agent is not None else model
     source = open_source(args.source, rate=args.rate)
     stream = MjpegStream(args.stream) if args.stream else None
     capture = (
@@ -234,17 +274,45 @@ def _infer(args: argparse.Namespace) -> int:
             stream.close()
         source.close()
         sequencer.close()
+        if agent is not None:
+            agent.close()
+            stats_deploy = {
+                "swaps": agent.model.swaps,
+                "rollbacks": agent.model.rollbacks,
+                "jobs": agent.history,
+            }
+    if agent is not None:
+        stats["deploy"] = stats_deploy
+    status = _summary(stats, publishers, buffer, delivered, state)
+    lock.release()
+    return status
+
+
+def _summary(stats: dict, publishers: list, buffer: Any, delivered: bool, state: Path) -> int:
+    """Print the run's stats; exit 1 when results were dropped or are still unsent."""
+    dropped = buffer.dropped if buffer is not None else 0
     stats["publishers"] = [p.stats() for p in publishers]
-    stats["delivered_all"] = delivered
+    stats["dropped"] = dropped
+    stats["delivered_all"] = delivered and dropped == 0
+    if buffer is not None:
+        buffer.close()
     print(json.dumps(stats), file=sys.stderr)
+    status = 0
+    if dropped:
+        print(
+            f"caltech-edge infer: error: {dropped} result(s) were dropped by the outbox "
+            f"overflow policy (see the warnings above); raise --buffer-max-messages/--buffer-max-bytes",
+            file=sys.stderr,
+        )
+        status = 1
     if not delivered:
         print(
             f"caltech-edge infer: warning: some results are still in the outbox {state}; they are "
             "sent on the next run",
             file=sys.stderr,
         )
-        return 1
-    return 0
+        status = 1
+    return status
 
 
 def _register_serve(sub: Any) -> None:
@@ -327,19 +395,23 @@ def _serve(args: argparse.Namespace) -> int:
 def _register_package(sub: Any) -> None:
     p = sub.add_parser(
         "package",
-        help="DeepLens package: model.tar.gz (symbol, params, shapes, synset, card) + Lambda zip",
+        help="device bundle: deeplens (model.tar.gz + Lambda zip), rpi, coral, jetson, coreml",
+        description="Bundle checked models, the runtime, pinned requirements and start "
+        "scripts for one device (docs/devices.md).",
     )
-    p.add_argument(
-        "export_dir", help="an export directory (with model-symbol.json/params and card)"
-    )
+    p.add_argument("export_dir", help="an export directory (caltech-edge export --out)")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--target",
+        default="deeplens",
+        help="device: deeplens (default), rpi, coral, jetson, coreml (the bundles registry)",
+    )
     p.set_defaults(func=_package)
 
 
 def _package(args: argparse.Namespace) -> int:
-    from ..export.package import package
+    from ..export.bundles import package_target
     from ._common import print_json
 
-    tar, zip_ = package(args.export_dir, out=args.out)
-    print_json({"model_tar_gz": tar, "lambda_zip": zip_})
+    print_json(package_target(args.export_dir, target=args.target, out=args.out))
     return 0

@@ -45,6 +45,19 @@ def test_images(run: RunDir, data: str | Path, *, limit: int | None = 200, seed:
     return np.concatenate(xs), np.concatenate(ys)
 
 
+def recipe_note(artifact: Path) -> str:
+    """The INT8 recipe the search kept and its held-out agreement, from the artifact's card."""
+    from ._artifact import source_card
+
+    quant = source_card(artifact).extra.get("quantization") or {}
+    if "recipe" not in quant:
+        return ""
+    return (
+        f"recipe `{quant['recipe']}`, top-1 agreement with FP32 {100 * quant['agreement']:.1f}% "
+        f"on {quant['agreement_images']} held-out calibration images"
+    )
+
+
 def compress_report(
     run: str | Path | RunDir,
     *,
@@ -97,8 +110,20 @@ def compress_report(
             Variant(
                 f"{tag}OpenVINO default precision (bf16 if the CPU has it)", artifact=xml, **common
             ),
-            Variant(f"{tag}INT8 ONNX Runtime", artifact=ort8, precision="int8", **common),
-            Variant(f"{tag}INT8 OpenVINO", artifact=ov8, precision="int8", **common),
+            Variant(
+                f"{tag}INT8 ONNX Runtime",
+                artifact=ort8,
+                precision="int8",
+                note=recipe_note(ort8),
+                **common,
+            ),
+            Variant(
+                f"{tag}INT8 OpenVINO",
+                artifact=ov8,
+                precision="int8",
+                note=recipe_note(ov8),
+                **common,
+            ),
         ]
 
     variants = family(model, card, "fp32", params, macs, "")

@@ -128,14 +128,22 @@ class Trial:
     agreement: float | None  # None when the recipe failed
     seconds: float
     error: str = ""
+    logit_error: float | None = None  # ||q - f||^2 / ||f||^2: the tie-break between equals
+
+    @property
+    def rank(self) -> tuple[float, float]:
+        """Higher is better: agreement first, then the smaller logit error."""
+        return (self.agreement or 0.0, -(self.logit_error if self.logit_error is not None else 1e9))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "recipe": self.recipe.name,
             "agreement": None if self.agreement is None else round(self.agreement, 4),
             "seconds": round(self.seconds, 1),
-            **({"error": self.error} if self.error else {}),
         }
+        if self.logit_error is not None:
+            out["logit_error"] = float(f"{self.logit_error:.3g}")
+        return {**out, **({"error": self.error} if self.error else {})}
 
 
 @dataclass(frozen=True)
@@ -199,6 +207,14 @@ def agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
     return float((reference.argmax(1) == candidate.argmax(1)).mean())
 
 
+def logit_error(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Relative squared error of the logits: separates recipes of equal agreement."""
+    ref = np.asarray(reference, np.float64)
+    return float(
+        ((np.asarray(candidate, np.float64) - ref) ** 2).sum() / max((ref**2).sum(), 1e-12)
+    )
+
+
 def _companions(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file())
 
@@ -243,22 +259,27 @@ def search_recipes(
     calib, held = split_holdout(calibration, holdout)
     ref_logits = (reference or spec.infer(src))(held)
     trials: list[Trial] = []
-    best: tuple[float, Recipe, Path] | None = None
+    best: tuple[Trial, Path] | None = None
     work = Path(tempfile.mkdtemp(prefix=".recipes-", dir=_mkdir(dst.parent)))
     try:
         for recipe in todo:
             start = time.perf_counter()
             try:
                 path = _try(spec, recipe, src, work, dst.name, calibration=calib, card=card)
-                score = agreement(ref_logits, spec.infer(path)(held))
+                logits = spec.infer(path)(held)
             except (ExportError, ConfigError) as exc:
                 trials.append(Trial(recipe, None, time.perf_counter() - start, str(exc)))
                 log.warning("%s recipe %s failed: %s", spec.name, recipe.name, exc)
                 continue
-            trials.append(Trial(recipe, score, time.perf_counter() - start))
-            log.info("%s recipe %s: top-1 agreement %.2f%%", spec.name, recipe.name, 100 * score)
-            if best is None or score > best[0]:
-                best = (score, recipe, path)
+            score = agreement(ref_logits, logits)
+            trial = Trial(
+                recipe, score, time.perf_counter() - start,
+                logit_error=logit_error(ref_logits, logits),
+            )  # fmt: skip
+            trials.append(trial)
+            log.info("%s recipe %s: agreement %.2f%%", spec.name, recipe.name, 100 * score)
+            if best is None or trial.rank > best[0].rank:
+                best = (trial, path)
             if score >= target:
                 break
         if best is None:
@@ -267,9 +288,10 @@ def search_recipes(
                 + "; ".join(f"{t.recipe.name}: {t.error}" for t in trials)
                 + ")"
             )
-        score, recipe, path = best
+        kept, path = best
+        score = float(kept.agreement or 0.0)
         result = SearchResult(
-            _promote(path, dst), recipe, score, float(target), score >= target,
+            _promote(path, dst), kept.recipe, score, float(target), score >= target,
             len(held), calib.count, tuple(trials),
         )  # fmt: skip
     finally:

@@ -160,6 +160,7 @@ def to_markdown(rows: Sequence[dict[str, Any]], *, title: str = "Compression rep
             "",
             f"Speed-up is relative to `{base['variant']}`; {rows[0]['images']} test images.",
         ]
+        lines += [f"- {r['variant']}: {r['note']}" for r in rows if r.get("note")]
     return "\n".join(lines) + "\n"
 
 

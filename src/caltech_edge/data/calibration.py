@@ -10,6 +10,10 @@ used, so the reported test accuracy of a quantized model stays honest.
 :class:`CalibrationReader` has ONNX Runtime's ``CalibrationDataReader`` shape
 (``get_next() -> {input_name: array} | None``, ``rewind()``) and is iterable, so the
 same object also feeds ``nncf.Dataset`` (:meth:`CalibrationReader.nncf_dataset`).
+
+Calibration needs no labels, so :func:`calibration_reader` also takes any folder of images
+(flat, nested, class folders or not; :meth:`CalibrationReader.from_folder`) when it is not
+a dataset with a training split to draw from.
 """
 
 from __future__ import annotations
@@ -176,6 +180,46 @@ class CalibrationReader(CalibrationDataReader):
         )
         return reader
 
+    @classmethod
+    def from_folder(
+        cls,
+        root: str | Path,
+        *,
+        spec: PreprocessSpec,
+        calib_size: int = DEFAULT_CALIB_SIZE,
+        input_name: str = "data",
+        batch_size: int = 1,
+        seed: int = 0,
+        warn: bool = True,
+    ) -> CalibrationReader:
+        """``calib_size`` images from anywhere under ``root`` (flat, nested, any names).
+
+        No labels are needed: the sample is spread round-robin over the sub-folders, and
+        every image goes through the one decoder and :func:`preprocess` of the card.
+        """
+        from .folder_images import find_images, folder_groups
+
+        if int(calib_size) < 1 or int(batch_size) < 1:
+            raise ConfigError(
+                f"calib_size and batch_size must be >= 1 ({calib_size}, {batch_size})"
+            )
+        images = find_images(root)
+        groups = folder_groups(images)
+        chosen = [
+            images[i]
+            for i in stratified_sample(groups, range(len(images)), int(calib_size), seed=seed)
+        ]
+        reader = cls(
+            factory=lambda: _folder_batches(chosen, spec, int(batch_size)),
+            input_name=input_name,
+            count=len(chosen),
+            num_batches=-(-len(chosen) // int(batch_size)),
+        )
+        if warn:
+            reader.check(source=str(root))
+        log.info("calibration: %d images from the folder %s", len(chosen), root)
+        return reader
+
     def check(self, *, source: str = "calibration set") -> list[str]:
         """Warn (and return the messages) when the set is small or misses classes."""
         problems = []
@@ -258,6 +302,55 @@ class _Reiterable:
 
     def __len__(self) -> int:
         return len(self.reader)
+
+
+def _folder_batches(paths: Sequence[Path], spec: PreprocessSpec, batch_size: int):
+    """NCHW float32 batches of ``paths``; an unreadable file is skipped with a warning."""
+    from .imageio import load_image
+    from .transforms import preprocess
+
+    batch: list[np.ndarray] = []
+    for path in paths:
+        try:
+            batch.append(preprocess(load_image(path), spec))
+        except DatasetError as exc:
+            warnings.warn(f"calibration: skipped {exc}", CalibrationWarning, stacklevel=2)
+            continue
+        if len(batch) == batch_size:
+            yield np.stack(batch)
+            batch = []
+    if batch and batch_size == 1:
+        yield np.stack(batch)
+    elif batch:  # static batch dimension: pad the last batch by repeating its images
+        yield np.stack((batch * batch_size)[:batch_size])
+
+
+def calibration_reader(
+    root: str | Path,
+    *,
+    spec: PreprocessSpec,
+    calib_size: int = DEFAULT_CALIB_SIZE,
+    split: str | Path | None = None,
+    input_name: str = "data",
+    batch_size: int = 1,
+    seed: int = 0,
+) -> CalibrationReader:
+    """Calibration images from ``root``, whatever it is.
+
+    A run's ``split`` -> its training images; a dataset (class folders, Caltech layout,
+    at least 2 images per class) -> the training part of a fresh split, so test images stay
+    unseen; anything else (a flat folder, a nested tree, a ``256_ObjectCategories`` whose
+    sub-folders are not ``NNN.name``) -> every image found, spread over its folders.
+    """
+    common = {"spec": spec, "calib_size": calib_size, "input_name": input_name}
+    common.update(batch_size=batch_size, seed=seed)
+    if split is not None:
+        return CalibrationReader.from_dataset(root, split=split, **common)
+    try:
+        return CalibrationReader.from_dataset(root, **common)
+    except DatasetError as exc:
+        log.info("%s is not a dataset (%s): calibrating on every image under it", root, exc)
+        return CalibrationReader.from_folder(root, **common)
 
 
 def iter_batches_only(batches) -> Iterator[np.ndarray]:

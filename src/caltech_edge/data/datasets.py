@@ -23,6 +23,7 @@ balance stay right. Only a class with no decodable image at all raises.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -62,6 +63,33 @@ def _is_hidden(path: Path) -> bool:
     return path.name.startswith(".") or path.name == "__MACOSX"
 
 
+def _not_utf8(name: str) -> bool:
+    """True for a file name that is not valid UTF-8 (Python keeps its bytes as surrogates).
+
+    Such a name cannot go into a model card, a split JSON or an im2rec ``.lst``.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _shown(name: str) -> str:
+    """``name`` itself, or its raw bytes (``b'caf\\xe9'`` shown as ``'caf\\xe9'``) when not UTF-8."""
+    return repr(os.fsencode(name))[1:] if _not_utf8(name) else name
+
+
+def _check_class_names(root: Path, folders: list[Path]) -> None:
+    for folder in folders:
+        if _not_utf8(folder.name):
+            raise DatasetError(
+                f"{_shown(str(root))}: class folder {_shown(folder.name)} is not valid UTF-8 "
+                "(class names go into model cards and .lst files); rename it, e.g. "
+                "`convmv -f latin1 -t utf8 -r --notest DATASET`"
+            )
+
+
 class ImageDataset:
     """A class-per-folder image tree. ``ds[i]`` is ``(RGB uint8 HxWx3, label)``."""
 
@@ -90,12 +118,18 @@ class ImageDataset:
                 f"{self.root}: no class folders found; expected ROOT/<class>/<images> "
                 "(or the Caltech-256 layout ROOT/256_ObjectCategories/NNN.name/)"
             )
+        _check_class_names(self.root, folders)
         self.classes: tuple[str, ...] = tuple(f.name for f in folders)
         self.samples: list[Sample] = []
         for label, folder in enumerate(folders):
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                reason: str | None
                 if any(_is_hidden(part) for part in path.relative_to(folder).parents if part.name):
                     reason = "inside a hidden folder"
+                elif _not_utf8(str(path.relative_to(self.root))):
+                    reason = (
+                        "file name is not valid UTF-8; rename it (e.g. convmv -f latin1 -t utf8)"
+                    )
                 else:
                     reason = probe(path, max_pixels=self.max_pixels)
                 if reason:
@@ -103,10 +137,25 @@ class ImageDataset:
                 else:
                     self.samples.append(Sample(path, label))
         self.targets: list[int] = [s.label for s in self.samples]
+        self._warn_empty(folders)
         self.name = name or self._default_name()
         self._by_class: list[list[int]] | None = None
         self._failed: set[Path] = set()
         self._log_summary()
+
+    def _warn_empty(self, folders: list[Path]) -> None:
+        """A class with no usable image cannot be trained or split: say so at scan time."""
+        counts = Counter(self.targets)
+        for label, folder in enumerate(folders):
+            if counts.get(label, 0) == 0:
+                bad = sum(1 for s in self.skipped if folder in s.path.parents)
+                why = f"all {bad} file(s) were skipped" if bad else "the folder is empty"
+                log.warning(
+                    "%s: class %r has no usable images (%s); add images or remove the folder",
+                    self.root,
+                    folder.name,
+                    why,
+                )
 
     # -- layout hooks ------------------------------------------------------------------
     def _class_folders(self) -> list[Path]:
@@ -280,6 +329,10 @@ def _looks_like_caltech256(folder: Path) -> bool:
     return bool(dirs) and all(_CALTECH_FOLDER.match(d.name) for d in dirs)
 
 
+def _has_caltech_folder(folder: Path) -> bool:
+    return any(e.is_dir() and _CALTECH_FOLDER.match(e.name) for e in folder.iterdir())
+
+
 def resolve_caltech256_root(root: str | Path, *, extract_to: str | Path | None = None) -> Path:
     """The folder holding the ``NNN.name`` class folders, extracting the TAR if needed."""
     root = Path(root)
@@ -316,7 +369,13 @@ def open_dataset(
         or (path.is_dir() and _looks_like_caltech256(path))
     )
     if caltech:
-        return Caltech256(
-            path, drop_clutter=drop_clutter, max_pixels=max_pixels, extract_to=extract_to
-        )
+        resolved = resolve_caltech256_root(path, extract_to=extract_to)
+        if not _has_caltech_folder(resolved):
+            log.warning(
+                "%s: no sub-folder is named NNN.name (the Caltech-256 layout); reading it as a "
+                "plain class-per-folder tree",
+                resolved,
+            )
+            return ImageDataset(resolved, drop_clutter=drop_clutter, max_pixels=max_pixels)
+        return Caltech256(resolved, drop_clutter=drop_clutter, max_pixels=max_pixels)
     return ImageDataset(path, drop_clutter=drop_clutter, max_pixels=max_pixels)

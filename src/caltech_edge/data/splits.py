@@ -192,6 +192,11 @@ def make_split(
     need = train_per_class + val_per_class
     subsets: dict[str, list[int]] = {name: [] for name in SUBSETS}
     for label, members in enumerate(dataset.indices_by_class()):
+        if not members:
+            raise DatasetError(
+                f"class {dataset.classes[label]!r} has no usable images (empty folder, or every "
+                f"file skipped: see `caltech-edge data check`); add images or remove the folder"
+            )
         if len(members) <= need:
             raise DatasetError(
                 f"class {dataset.classes[label]!r} has {len(members)} usable image(s), fewer "

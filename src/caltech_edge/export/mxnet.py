@@ -21,6 +21,14 @@ from ..runtime.backends.mxnet import import_mxnet
 from .onnx import INPUT_NAME, initializers_as_inputs
 
 EPOCH = 0
+TOOLCHAIN = "mxnet"  # where this runs when the core cannot import mxnet
+
+
+def _absolute(dst: str | Path) -> str:
+    """``dst`` for another process (keeps a trailing separator: "a folder")."""
+    text = str(dst)
+    folder = text.endswith(("/", os.sep))
+    return str(Path(text).resolve()) + (os.sep if folder else "")
 
 
 def _prefix_for(dst: str | Path) -> Path:
@@ -38,7 +46,18 @@ def onnx_to_mxnet(onnx_path: str | Path, dst: str | Path, *, card: ModelCard) ->
     """Convert ``onnx_path`` to MXNet files at ``dst`` (folder, prefix or symbol path).
 
     Returns the ``-symbol.json`` path; the params file and card sidecar sit beside it.
+    Where mxnet does not import (the core), the conversion runs in the ``mxnet`` toolchain.
     """
+    from ..toolchains import needs_toolchain
+
+    if needs_toolchain(TOOLCHAIN):
+        from ..toolchains.client import call
+
+        made = call(TOOLCHAIN, "caltech_edge.toolchains.worker:produce",
+                    producer="caltech_edge.export.mxnet:onnx_to_mxnet",
+                    src=str(Path(onnx_path).resolve()), dst=_absolute(dst),
+                    card=card.to_dict(), options={})  # fmt: skip
+        return Path(made)
     onnx = require("onnx", "torch", purpose="ONNX -> MXNet conversion")
     mx = import_mxnet()
     onnx_path = Path(onnx_path)

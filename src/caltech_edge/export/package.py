@@ -25,6 +25,7 @@ from pathlib import Path
 from .._io import atomic_write_bytes
 from ..card import ModelCard, card_for
 from ..errors import ExportError
+from .mxparams import read_params_index
 
 FIXED_MTIME = 315532800  # 1980-01-01, the earliest time a zip can hold
 
@@ -85,6 +86,38 @@ def _params_for(symbol: Path) -> Path:
     return params[-1]
 
 
+def check_artifacts(symbol: Path, params: Path, card: ModelCard) -> None:
+    """Refuse to package what cannot work on the device: caught here, not on the camera.
+
+    The params file must be a complete MXNet NDArray list holding every weight the symbol
+    names, and the card's class list must match the model's output width (the leading
+    dimension of the last parameter in graph order: the classifier's bias or weight).
+    """
+    try:
+        graph = json.loads(symbol.read_text())
+        nodes = graph["nodes"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ExportError(
+            f"{symbol}: not an MXNet symbol file ({exc}); re-run the MXNet export"
+        ) from None
+    index = read_params_index(params)
+    inputs = {card.input_name or "data", "data"}
+    weights = [n["name"] for n in nodes if n.get("op") == "null" and n["name"] not in inputs]
+    weights = [w for w in weights if not w.endswith("_label")]
+    missing = [w for w in weights if f"arg:{w}" not in index and f"aux:{w}" not in index]
+    if missing:
+        raise ExportError(
+            f"{params}: does not belong to {symbol.name} (missing {', '.join(missing[:3])}"
+            f"{' ...' if len(missing) > 3 else ''}); re-run the MXNet export"
+        )
+    last = next((index[f"arg:{w}"] for w in reversed(weights) if f"arg:{w}" in index), None)
+    if last is not None and last[0] and int(last[0][0]) != card.num_classes:
+        raise ExportError(
+            f"{symbol}: the model outputs {last[0][0]} classes but its card lists "
+            f"{card.num_classes}; the card belongs to another model, re-run the export"
+        )
+
+
 def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
@@ -143,9 +176,14 @@ def package(export_dir: str | Path, *, out: str | Path) -> tuple[Path, Path]:
     export_dir = Path(export_dir)
     if not export_dir.is_dir():
         raise ExportError(f"{export_dir}: not an export directory")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ExportError(
+            f"--out {out} is a file; give a directory for model.tar.gz and lambda.zip"
+        )
     symbol = _find_mxnet(export_dir)
     card = card_for(symbol)
-    out = Path(out)
+    check_artifacts(symbol, _params_for(symbol), card)
     tar_path = atomic_write_bytes(out / "model.tar.gz", model_archive(symbol, card))
     zip_path = atomic_write_bytes(out / "lambda.zip", lambda_zip())
     return tar_path, zip_path

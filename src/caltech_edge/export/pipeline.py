@@ -78,7 +78,7 @@ def load_checkpoint_source(
     arch: str,
     classes: str | Path | Sequence[str],
     *,
-    image_size: int = 224,
+    image_size: int | None = None,
     workdir: str | Path | None = None,
 ) -> ExportSource:
     """A model trained elsewhere: a torchvision state dict, or Gluon ``.params``.
@@ -95,6 +95,10 @@ def load_checkpoint_source(
         if isinstance(classes, (str, Path))
         else tuple(str(c) for c in classes)
     )
+    if image_size is None:  # the arch's own input size (240 for efficientnet_lite1)
+        from ..models.architectures import ARCHITECTURES
+
+        image_size = ARCHITECTURES[arch].input_size if arch in ARCHITECTURES else 224
     return framework_for_checkpoint(checkpoint).checkpoint_source(
         checkpoint, arch, names, image_size=image_size, workdir=workdir
     )
@@ -174,11 +178,9 @@ def _produce(
                 f"format {fmt.name!r} needs calibration images: pass --data ROOT (the training "
                 "dataset), or use caltech-edge quantize"
             )
-        from ..data.calibration import CalibrationReader
+        from ..data.calibration import calibration_reader
 
-        options["calibration"] = CalibrationReader.from_dataset(
-            data, spec=card.preprocess, batch_size=1
-        )
+        options["calibration"] = calibration_reader(data, spec=card.preprocess, batch_size=1)
     if fmt.made_from == "model" or fmt.name in framework.native_formats:
         extra = {"calibration": options["calibration"]} if fmt.needs_calibration else {}
         return framework.produce(fmt, src, dst, opset=opset, dynamic_batch=dynamic_batch, **extra)

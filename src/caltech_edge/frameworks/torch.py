@@ -6,9 +6,11 @@ optimizer, loop, checkpoints, outputs); each piece lives in its own small module
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from ..rundir import RunDir
 from ..train import amp, distributed
 from ..train import data as tdata
 from ..train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ..train.features import extract_features, split_model
+from ..train.features import cached_features, extract_features, split_model
 from ..train.loop import FitState, evaluate_batches, train_one_epoch, update_state
 from ..train.outputs import save_state_dict, write_card, write_metrics, write_plots
 from ..train.schedules import build_optimizer
@@ -68,6 +70,7 @@ def train(
     card: ModelCard | None = None,
     resume: bool = True,
     progress: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunDir:
     """Fine-tune a torchvision classifier on ``data`` and write the run directory ``out``.
 
@@ -76,12 +79,16 @@ def train(
     card. With ``resume`` an interrupted run continues from ``checkpoints/last.pt`` and
     ends with the same weights as an uninterrupted one. Under ``torchrun`` every rank
     trains on its shard and rank 0 writes the outputs.
+
+    ``on_epoch(entry)`` is called after each epoch has been checkpointed, with that epoch's
+    history entry (``epoch``, ``train_loss``, ``val_top1``, ``val_loss``...), on every rank.
+    It lets a caller watch a run or stop it by raising (a tuner reporting to its pruner).
     """
     if config.framework != Framework.TORCH:
         raise ConfigError(f"framework is {config.framework.value!r}; use caltech_edge.train.train")
     ctx = distributed.init()
     try:
-        return _train(config, Path(data), RunDir(out), model, card, resume, progress, ctx)
+        return _train(config, Path(data), RunDir(out), model, card, resume, progress, ctx, on_epoch)
     finally:
         distributed.shutdown(ctx)
 
@@ -95,6 +102,7 @@ def _train(
     resume: bool,
     progress: bool,
     ctx: distributed.DistContext,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunDir:
     started = time.perf_counter()
     progress = progress and ctx.is_main
@@ -143,19 +151,31 @@ def _train(
     if config.cache_features:
         backbone, head = split_model(model, arch)
         feats = {}
-        for name in ("train", "val"):
+        for name in ("train", "val", "test"):
             indices = split.subset(name)
             if not indices:
                 continue
             ds = tdata.torch_dataset(config, dataset, indices, train=False)
-            feats[name] = extract_features(
+            key = {
+                "data": str(data.resolve()),
+                "indices": list(indices),
+                "preprocess": tdata.preprocess_spec(config),
+                "arch": arch,
+                "precision": precision.value,
+            }
+            feats[name] = cached_features(
                 backbone,
-                tdata.unshuffled(ds, batch_size=bs, num_workers=workers),
-                total=len(indices),
-                autocast=autocast,
-                channels_last=config.channels_last,
-                progress=progress,
-                desc=f"{name} features",
+                key,
+                functools.partial(
+                    extract_features,
+                    backbone,
+                    tdata.unshuffled(ds, batch_size=bs, num_workers=workers),
+                    total=len(indices),
+                    autocast=autocast,
+                    channels_last=config.channels_last,
+                    progress=progress,
+                    desc=f"{name} features",
+                ),
             )
         train_module: nn.Module = _Float(head)
         eval_module: nn.Module = train_module
@@ -250,6 +270,8 @@ def _train(
             )
             write_metrics(run, config, state, split, test=None, wall=time.perf_counter() - started)
         distributed.barrier(ctx)
+        if on_epoch is not None:
+            on_epoch(dict(entry))
 
     if state.stopped_early and ctx.is_main:
         log.info("early stopping after epoch %d (best epoch %d)", state.epoch, state.best_epoch)
@@ -257,10 +279,16 @@ def _train(
     if ctx.is_main:
         test = None
         if split.test:
-            test_ds = tdata.torch_dataset(config, dataset, split.subset("test"), train=False)
+            if config.cache_features:  # the frozen backbone's test features are cached too
+                test_module = eval_module
+                test_batches = tdata.unshuffled(tdata.tensor_dataset(*feats["test"]), batch_size=bs)
+            else:
+                test_ds = tdata.torch_dataset(config, dataset, split.subset("test"), train=False)
+                test_module = model
+                test_batches = tdata.unshuffled(test_ds, batch_size=bs, num_workers=workers)
             test = evaluate_batches(
-                model,
-                tdata.unshuffled(test_ds, batch_size=bs, num_workers=workers),
+                test_module,
+                test_batches,
                 num_classes=num_classes,
                 top_k=config.top_k,
                 criterion=eval_criterion,

@@ -18,6 +18,8 @@ class TorchFramework:
 
     name = "torch"
     native_formats: tuple[str, ...] = ()
+    #: train() takes ``on_epoch=`` (each epoch's metrics; the tuner's pruning hook)
+    epoch_callback = True
 
     def architectures(self) -> tuple[str, ...]:
         from ..models.architectures import names_for
@@ -66,13 +68,18 @@ class TorchFramework:
         """A torchvision state dict trained elsewhere, checked against ``arch`` + classes."""
         from .._io import sha256_file
         from ..card import ModelCard
-        from ..data.transforms import PreprocessSpec
         from ..errors import CheckpointError
         from ..export.pipeline import ExportSource, state_mismatch
-        from ..models.torchvision_zoo import create_model, load_state_dict_file
+        from ..models.torchvision_zoo import (
+            adapt_state_dict,
+            arch_preprocess,
+            create_model,
+            load_state_dict_file,
+        )
 
         model = create_model(arch, len(names), weights=None)  # unknown arch -> did-you-mean
         state = load_state_dict_file(checkpoint)  # missing/corrupt -> CheckpointError
+        state = adapt_state_dict(arch, state, model, source=str(checkpoint))  # published keys
         problems = state_mismatch(model.state_dict(), state)
         if problems:
             raise CheckpointError(
@@ -84,7 +91,7 @@ class TorchFramework:
         card = ModelCard(
             arch=arch,
             class_names=names,
-            preprocess=PreprocessSpec(image_size=image_size),
+            preprocess=arch_preprocess(arch, image_size),  # the weights' own preprocessing
             framework=self.name,
             format="checkpoint",
             source_sha256=sha256_file(checkpoint),

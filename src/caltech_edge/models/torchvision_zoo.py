@@ -7,6 +7,8 @@ error that says where to put it: tests and devices must never reach the network.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +17,28 @@ import torch
 import torchvision
 from torch import nn
 
+from ..data.transforms import PreprocessSpec
 from ..errors import CheckpointError, UnknownNameError, WeightsNotFoundError
 
 
 @dataclass(frozen=True)
 class ArchInfo:
+    """One architecture. The ``"module:function"`` hooks let a family that torchvision does
+    not build (EfficientNet-Lite from timm) plug in without name branches elsewhere."""
+
     name: str
     head: str  # dotted path of the layer replaced for N classes
     stages: tuple[str, ...]  # top-level blocks from input to output, for last-k unfreezing
     family: str
+    builder: str = ""  # fn(arch, num_classes, *, weights) -> nn.Module (default: torchvision)
+    preprocess: str = ""  # fn(arch, image_size) -> the weights' PreprocessSpec
+    state_adapter: str = ""  # fn(arch, state, model, *, source) -> state in the model's keys
+    splitter: str = ""  # fn(model) -> (backbone, head), for cached-feature training
+
+
+def _hook(target: str):
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def _resnet(name: str) -> ArchInfo:
@@ -46,6 +61,19 @@ TORCH_ARCHS: dict[str, ArchInfo] = {
     ),
 }
 
+_LITE = "caltech_edge.models.efficientnet"
+for _i in (0, 1, 2):  # EfficientNet-Lite (timm module, package weights): models/efficientnet.py
+    TORCH_ARCHS[f"efficientnet_lite{_i}"] = ArchInfo(
+        f"efficientnet_lite{_i}",
+        "classifier",
+        ("conv_stem", "bn1", *(f"blocks.{j}" for j in range(7)), "conv_head", "bn2"),
+        "efficientnet_lite",
+        builder=f"{_LITE}:create_efficientnet",
+        preprocess=f"{_LITE}:weights_preprocess",
+        state_adapter=f"{_LITE}:adapt_state",
+        splitter=f"{_LITE}:split_backbone_head",
+    )
+
 from .architectures import arch_for_depth  # noqa: E402,F401 - SageMaker num_layers, re-exported
 
 
@@ -54,6 +82,40 @@ def arch_info(arch: str) -> ArchInfo:
         return TORCH_ARCHS[arch]
     except KeyError:
         raise UnknownNameError("architecture", arch, TORCH_ARCHS) from None
+
+
+def arch_preprocess(
+    arch: str, image_size: int | None = None, resize_size: int = 0
+) -> PreprocessSpec:
+    """The preprocessing of ``arch``'s pretrained weights (ImageNet mean/std by default).
+
+    ``image_size`` None takes the arch's own input size (224 unless its weights say
+    otherwise); ``resize_size`` 0 keeps the weights' crop ratio.
+    """
+    info = arch_info(arch)
+    if info.preprocess:
+        spec = _hook(info.preprocess)(arch, image_size)
+    else:
+        spec = PreprocessSpec(image_size=image_size or 224)
+    if resize_size:
+        spec = dataclasses.replace(spec, resize_size=int(resize_size))
+    return spec
+
+
+def adapt_state_dict(
+    arch: str, state: Mapping[str, torch.Tensor], model: nn.Module, *, source: str = "checkpoint"
+) -> dict[str, torch.Tensor]:
+    """``state`` in ``model``'s keys (a published file may name its tensors differently)."""
+    info = arch_info(arch)
+    if info.state_adapter:
+        return _hook(info.state_adapter)(arch, state, model, source=source)
+    return dict(state)
+
+
+def split_backbone_head(model: nn.Module, arch: str):
+    """``(backbone, head)`` through the arch's splitter hook, or None when it has none."""
+    info = arch_info(arch)
+    return _hook(info.splitter)(model) if info.splitter else None
 
 
 def _replace_head(model: nn.Module, info: ArchInfo, num_classes: int) -> None:
@@ -145,6 +207,8 @@ def create_model(
     info = arch_info(arch)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if info.builder:
+        return _hook(info.builder)(arch, num_classes, weights=weights)
     model = torchvision.models.get_model(arch, weights=None)
     state: Mapping[str, torch.Tensor] | None = None
     source = ""

@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..errors import ConfigError
+from .state import ensure_dir
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +132,11 @@ def _load(cfg: Dict[str, Any]) -> Any:
     return load_model(cfg["model"], backend=cfg["backend"])
 
 
-def _publishers(cfg: Dict[str, Any], state: Path) -> List[Any]:
-    from .buffer import DiskBuffer
+def _publishers(cfg: Dict[str, Any], buffer: Any) -> List[Any]:
+    """MQTT through ``buffer`` (the outbox) when a broker is configured, else Greengrass/stdout."""
     from .publish import GreengrassPublisher, MqttPublisher, StreamPublisher, TlsConfig
 
-    if cfg["mqtt_host"]:
+    if buffer is not None:
         ca, cert, key = cfg["tls"]
         tls = TlsConfig(ca, cert, key) if ca else None
         return [
@@ -143,7 +144,7 @@ def _publishers(cfg: Dict[str, Any], state: Path) -> List[Any]:
                 cfg["mqtt_host"],
                 cfg["mqtt_port"] or (8883 if tls else 1883),
                 topic=cfg["topic"],
-                buffer=DiskBuffer(state / "outbox.sqlite"),
+                buffer=buffer,
                 client_id=cfg["thing"],
                 tls=tls,
             )
@@ -155,7 +156,7 @@ def _publishers(cfg: Dict[str, Any], state: Path) -> List[Any]:
 
 def infinite_infer_run(env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     """Run the device loop until the source ends (never, on a camera) or MAX_FRAMES."""
-    from .buffer import Sequencer
+    from .buffer import open_state
     from .capture import RetrainCapture
     from .interpret import InterpretConfig
     from .loop import run
@@ -164,15 +165,14 @@ def infinite_infer_run(env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     from .stream import MjpegStream
 
     cfg = config_from_env(env)
-    state = Path(cfg["buffer_dir"])
-    state.mkdir(parents=True, exist_ok=True)
     model = _load(cfg)
-    publishers = _publishers(cfg, state)
+    state = ensure_dir(Path(cfg["buffer_dir"]), "BUFFER_DIR")
+    buffer, sequencer = open_state(state, outbox=bool(cfg["mqtt_host"]))
+    publishers = _publishers(cfg, buffer)
     stream = (
         MjpegStream(cfg["stream"], make_fifo=not _is_file(cfg["stream"])) if cfg["stream"] else None
     )
     capture = RetrainCapture(cfg["capture_dir"]) if cfg["capture_dir"] else None
-    sequencer = Sequencer(state / "sequence.sqlite")
     source = open_source(cfg["source"])
     interpret = InterpretConfig(
         every=cfg["every"],
@@ -199,6 +199,8 @@ def infinite_infer_run(env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
         if stream is not None:
             stream.close()
         sequencer.close()
+        if buffer is not None:
+            buffer.close()
 
 
 def _is_file(path: str) -> bool:

@@ -117,6 +117,11 @@ class FusedEdgeModel(EdgeModel):
         super().__init__(runtime, path=path)
         self.info["backend"] = runtime.name
 
+    def _infer_blank(self) -> np.ndarray:
+        """The card check's probe as the fused graph takes it: one blank uint8 BGR frame."""
+        size = self.spec.image_size
+        return self.runtime.infer_frame(np.zeros((size, size, 3), np.uint8))  # type: ignore[attr-defined]
+
     def predict(
         self, frame_bgr: np.ndarray, top_k: int = 5, roi: Optional[Sequence[float]] = None
     ) -> Dict[str, Any]:

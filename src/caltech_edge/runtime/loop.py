@@ -121,6 +121,10 @@ def run(
     """
     interpreter = Interpreter(interpret or InterpretConfig())
     sequencer = sequencer or Sequencer()
+    # the outbox commit is what makes an id durable: it happens before any other output
+    outbox = getattr(sequencer, "outbox", None)
+    if outbox is not None:
+        publishers = sorted(publishers, key=lambda p: getattr(p, "buffer", None) is not outbox)
     cfg = interpreter.config
     frames = inferences = published = bad_roi = 0
     started = time.perf_counter()
@@ -167,6 +171,8 @@ def run(
             frame=frame_info,
             reason=reason,
             smoothed_over=interpreter.window,
+            epoch=sequencer.epoch,
+            gap=sequencer.take_gap(),
         )
         for pub in publishers:
             pub.publish(payload)

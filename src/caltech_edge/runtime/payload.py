@@ -75,6 +75,15 @@ PAYLOAD_SCHEMA = {
         },
         "reason": {"type": "string", "enum": ["change", "interval", "every"]},
         "smoothed_over": {"type": "integer", "minimum": 1},
+        "epoch": {"type": "string"},
+        "gap": {
+            "type": "object",
+            "required": ["first", "last"],
+            "properties": {
+                "first": {"type": "integer", "minimum": 1},
+                "last": {"type": "integer", "minimum": 1},
+            },
+        },
     },
 }
 
@@ -93,9 +102,15 @@ def make_payload(
     frame: Optional[Dict[str, Any]] = None,
     reason: str = "every",
     smoothed_over: int = 1,
+    epoch: Optional[str] = None,
+    gap: Optional[Dict[str, int]] = None,
 ) -> Dict[str, Any]:
-    """Wrap one :meth:`EdgeModel.predict` result (possibly smoothed) as a versioned payload."""
-    return {
+    """Wrap one :meth:`EdgeModel.predict` result (possibly smoothed) as a versioned payload.
+
+    ``epoch`` names the device's sequence state (new when it had to start from nothing);
+    ``gap`` announces ids a killed previous run reserved but may never have published.
+    """
+    payload = {
         "schema_version": SCHEMA_VERSION,
         "seq": int(seq),
         "device": device,
@@ -107,14 +122,19 @@ def make_payload(
         "frame": dict(frame or {}),
         "reason": reason,
         "smoothed_over": int(smoothed_over),
-    }
+    }  # type: Dict[str, Any]
+    if epoch is not None:
+        payload["epoch"] = str(epoch)
+    if gap is not None:
+        payload["gap"] = {"first": int(gap["first"]), "last": int(gap["last"])}
+    return payload
 
 
 def encode(payload: Dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=False).encode("utf-8")
 
 
-_TYPES = {
+_TYPES = {  # type: Dict[str, Any]
     "object": dict,
     "array": list,
     "string": str,
@@ -156,9 +176,9 @@ def _check(value: Any, schema: Dict[str, Any], where: str, errors: List[str]) ->
         for key in schema.get("required", ()):
             if key not in value:
                 errors.append("{}: missing {!r}".format(where, key))
-        for key, sub in schema.get("properties", {}).items():
+        for key, child in schema.get("properties", {}).items():
             if key in value:
-                _check(value[key], sub, "{}.{}".format(where, key), errors)
+                _check(value[key], child, "{}.{}".format(where, key), errors)
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
             _check(item, schema["items"], "{}[{}]".format(where, i), errors)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..card import ModelCard
 from ..data.transforms import as_rgb, normalize, preprocess
+from ..errors import ModelCardError
 from .backends import open_runtime
 from .base import Runtime
 from .frames import check_frame, crop_resize, crop_roi
@@ -94,6 +95,30 @@ class EdgeModel:
             "precision": self.card.precision,
             "backend": runtime.name,
         }
+        self.check_outputs()
+
+    def _infer_blank(self) -> np.ndarray:
+        """Logits for one blank input: the probe of :meth:`check_outputs` (and a warm-up)."""
+        return self.runtime.infer(np.zeros(tuple(self.card.input_shape), np.float32))
+
+    def check_outputs(self) -> None:
+        """Compare the model's output width with the card's class list, at load.
+
+        Every way of opening a model (``load_model``, ``load_fused``, the DeepLens
+        ``awscam`` runtime) builds an :class:`EdgeModel`, so the check lives here once. A
+        card from another model would otherwise label results by index ("87") or, worse,
+        with the wrong names. Subclasses whose runtime takes other inputs override
+        :meth:`_infer_blank`, not this.
+        """
+        logits = np.asarray(self._infer_blank())
+        width = int(logits.reshape(logits.shape[0], -1).shape[1]) if logits.ndim else 0
+        if width != len(self.labels):
+            raise ModelCardError(
+                "{}: the model outputs {} classes but its card lists {}; the card belongs to "
+                "another model: re-export, or fix class_names in its card".format(
+                    self.path or self.runtime.name, width, len(self.labels)
+                )
+            )
 
     @property
     def backend(self) -> str:

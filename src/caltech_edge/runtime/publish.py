@@ -15,13 +15,14 @@ import collections
 import json
 import logging
 import os
+import socket
 import ssl
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Dict, List, Optional, Union
+from typing import IO, Any, Deque, Dict, List, Optional, Union
 
 from .._registry import require
 from ..errors import ConfigError
@@ -150,6 +151,30 @@ class TlsConfig:
             raise ConfigError("a TLS client certificate needs its key and vice versa")
 
 
+def check_broker(host: str, port: int) -> None:
+    """Refuse a broker address that can never work, with the option to fix in the message.
+
+    A port outside 1-65535 or a host name the resolver says does not exist is a typo, not
+    an outage; a *temporary* resolver failure (no network yet at boot) is only logged,
+    because the outbox keeps every result until the broker is reachable.
+    """
+    if not 1 <= int(port) <= 65535:
+        raise ConfigError(
+            "--mqtt-port {} is not a TCP port; use 1-65535 (1883, or 8883 for TLS)".format(port)
+        )
+    try:
+        socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        if exc.errno == getattr(socket, "EAI_AGAIN", -3):
+            log.warning("MQTT host %r cannot be resolved yet (%s); buffering results", host, exc)
+            return
+        raise ConfigError(
+            "--mqtt-host {!r} cannot be resolved ({}); check the name or give an IP address".format(
+                host, exc.strerror or exc
+            )
+        ) from None
+
+
 class MqttPublisher:
     """QoS 1 MQTT with an on-disk outbox: in order, removed only on PUBACK, reconnecting."""
 
@@ -192,10 +217,11 @@ class MqttPublisher:
         self._client.max_inflight_messages_set(self.window)
         self._client.reconnect_delay_set(min_delay=1, max_delay=int(reconnect_max_delay))
         self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
         # paho callbacks only touch these thread-safe primitives (never our locks/SQLite):
-        self._acks = collections.deque()  # type: Deque[int]
+        self._acks: Deque[int] = collections.deque()
         self._connected = threading.Event()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -217,6 +243,13 @@ class MqttPublisher:
         self.connects += 1
         self._connected.set()
         self._wake.set()
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        log.warning(
+            "MQTT connect to %s:%s failed (broker down or unreachable); buffering, retrying",
+            self.host,
+            self.port,
+        )
 
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
@@ -262,6 +295,7 @@ class MqttPublisher:
 
     # -- caller side ----------------------------------------------------------------------
     def publish(self, payload: Dict[str, Any]) -> None:
+        """Commit to the outbox (a refused result is logged and counted there), then wake."""
         self.buffer.put(int(payload["seq"]), self.topic, encode(payload))
         self._wake.set()
 

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 AUTO_INSTALL_ENV = "CALTECH_EDGE_TOOLCHAIN_AUTO_INSTALL"
 #: overrides the cache root (default: $XDG_CACHE_HOME/caltech-edge/toolchains)
 HOME_ENV = "CALTECH_EDGE_TOOLCHAIN_HOME"
+#: "pip" forces the venv + pip builder even where uv is installed
+BUILDER_ENV = "CALTECH_EDGE_TOOLCHAIN_BUILDER"
 MARKER = "toolchain.json"
 
 
@@ -149,7 +151,12 @@ def _lock(path: Path) -> Iterator[None]:
 
 
 def find_uv() -> str | None:
-    """``uv`` on PATH or beside this interpreter (it is a dev dependency of the core venv)."""
+    """``uv`` on PATH or beside this interpreter (it is a dev dependency of the core venv).
+
+    ``CALTECH_EDGE_TOOLCHAIN_BUILDER=pip`` ignores uv (the venv + pip route).
+    """
+    if os.environ.get(BUILDER_ENV, "").strip().lower() == "pip":
+        return None
     found = shutil.which("uv")
     if found:
         return found
@@ -182,8 +189,8 @@ def _create(tc: Toolchain, target: Path, quiet: bool) -> str:
         return "uv"
     _run([sys.executable, "-m", "venv", str(target)], tc, quiet)
     python = str(env_python(target))
-    _run([python, "-m", "pip", "install", "-q", "--upgrade", "pip"], tc, quiet)
     if tc.requirements:
+        _run([python, "-m", "pip", "install", "-q", "--upgrade", "pip"], tc, quiet)
         _run([python, "-m", "pip", "install", "-q", *tc.requirements], tc, quiet)
     return "pip"
 

@@ -8,6 +8,7 @@ imports neither torch nor mxnet.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,18 +31,31 @@ def train(
     card: ModelCard | None = None,
     resume: bool = True,
     progress: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunDir:
     """Train per ``config`` on the dataset at ``data``; write the run directory ``out``.
 
     ``model=``/``card=`` inject an already-built torch model (e.g. a pruned one) to
     fine-tune; only the torch framework accepts them (others raise ConfigError).
+    ``on_epoch(entry)`` is called with each finished epoch's metrics (the tuner reports them
+    to its pruner and stops a bad trial by raising); trainers without it raise ConfigError.
     """
-    from ..frameworks.base import get_trainer
+    from ..frameworks.base import get_framework
 
-    trainer = get_trainer(config.framework.value)
+    framework = get_framework(config.framework.value)
+    trainer = framework.train
     kwargs: dict[str, Any] = {"resume": resume, "progress": progress}
     if model is not None or card is not None:  # a framework that cannot inject says so
         kwargs.update(model=model, card=card)
+    if on_epoch is not None:
+        from ..errors import ConfigError
+
+        if not getattr(framework, "epoch_callback", False):
+            raise ConfigError(
+                f"the {config.framework.value} trainer does not report epochs (on_epoch=); "
+                "use framework 'torch'"
+            )
+        kwargs["on_epoch"] = on_epoch
     return trainer(config, data=data, out=out, **kwargs)
 
 

@@ -28,7 +28,18 @@ def open_data(config: TrainConfig, data: str | Path) -> ImageDataset:
 
 
 def preprocess_spec(config: TrainConfig) -> PreprocessSpec:
-    return PreprocessSpec(image_size=config.image_size, resize_size=config.resize_size)
+    """The preprocessing of the arch's pretrained weights (mean/std, interpolation, and the
+    arch's own input size unless the config sets another than the generic 224)."""
+    from ..models.architectures import ARCHITECTURES
+
+    row = ARCHITECTURES.get(config.arch)
+    if row is None or row.preprocessing == "imagenet":  # torch-free for Gluon zoo names too
+        return PreprocessSpec(image_size=config.image_size, resize_size=config.resize_size)
+    from ..models.torchvision_zoo import arch_preprocess  # weights with their own (timm cfg)
+
+    default = TrainConfig.__dataclass_fields__["image_size"].default
+    size = None if config.image_size == default else config.image_size
+    return arch_preprocess(config.arch, size, config.resize_size)
 
 
 def num_classes_for(config: TrainConfig, dataset: ImageDataset) -> int:

@@ -8,13 +8,19 @@ then costs one backbone pass per image instead of one per image per epoch.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+import hashlib
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..models.torchvision_zoo import arch_info
+from ..models.torchvision_zoo import arch_info, split_backbone_head
 
 #: caches bigger than this are stored as float16 (halves memory; ~1e-3 relative rounding)
 FP32_CACHE_LIMIT = 512 * 1024 * 1024
@@ -22,6 +28,9 @@ FP32_CACHE_LIMIT = 512 * 1024 * 1024
 
 def split_model(model: nn.Module, arch: str) -> tuple[nn.Module, nn.Module]:
     """``(backbone, head)`` sharing ``model``'s parameters; their composition is ``model``."""
+    hooked = split_backbone_head(model, arch)
+    if hooked is not None:
+        return hooked
     family = arch_info(arch).family
     if family == "resnet":
         names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
@@ -81,3 +90,78 @@ def extract_features(
     if feats is None or pos != total:
         raise RuntimeError(f"feature extraction saw {pos} images, expected {total}")
     return feats, labels
+
+
+# ---------------------------------------------------------------------------- reuse across runs
+# A hyperparameter search trains many heads on the same frozen backbone; extracting the
+# features once per search (not once per trial) is what makes a head-only trial take seconds.
+# The cache is off unless a caller opts in with ``feature_cache(directory)``, so ordinary
+# training never writes or reads anything extra.
+_CACHE_DIR: ContextVar[Path | None] = ContextVar("caltech_edge_feature_cache", default=None)
+
+
+@contextlib.contextmanager
+def feature_cache(directory: str | Path) -> Iterator[Path]:
+    """Within this block, cached-feature training stores/reuses features under ``directory``."""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    token = _CACHE_DIR.set(path)
+    try:
+        yield path
+    finally:
+        _CACHE_DIR.reset(token)
+
+
+def backbone_fingerprint(backbone: nn.Module) -> str:
+    """SHA-256 of the backbone's parameters and buffers: same weights, same features."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(backbone.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(
+            tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        )
+    return digest.hexdigest()
+
+
+def cached_features(
+    backbone: nn.Module,
+    key: dict[str, Any],
+    compute: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``compute()``, or its earlier result when ``feature_cache`` is active and ``key``
+    (data, split indices, preprocessing...) plus the backbone's weights match."""
+    directory = _CACHE_DIR.get()
+    if directory is None:
+        return compute()
+    text = json.dumps(key, sort_keys=True, default=str) + backbone_fingerprint(backbone)
+    path = directory / f"features-{hashlib.sha256(text.encode()).hexdigest()[:24]}.pt"
+    with _exclusive(path.with_suffix(".lock")):  # parallel workers: one computes, others wait
+        if path.is_file():
+            try:
+                stored = torch.load(path, weights_only=True)
+                return stored["features"], stored["labels"]
+            except (RuntimeError, KeyError, OSError, EOFError):  # a torn file: recompute it
+                pass
+        from .._io import atomic_write_bytes
+
+        feats, labels = compute()
+        buffer = io.BytesIO()
+        torch.save({"features": feats, "labels": labels}, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+        return feats, labels
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An advisory file lock (POSIX ``flock``); without fcntl, no lock (work is repeated)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(lock_path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

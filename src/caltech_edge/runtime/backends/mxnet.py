@@ -18,7 +18,7 @@ import numpy as np
 
 from ..._registry import require
 from ...card import ModelCard
-from ...errors import BackendError, CaltechEdgeError
+from ...errors import BackendError, CaltechEdgeError, MissingDependencyError
 from ..base import check_batch, check_precision_hint
 from ._card import sidecar_card
 
@@ -47,7 +47,18 @@ def import_mxnet() -> Any:
             setattr(np, alias, value)
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else None
-    mx = require("mxnet", "mxnet", purpose="the mxnet backend")
+    try:
+        mx = require("mxnet", "mxnet", purpose="the mxnet backend")
+    except MissingDependencyError as exc:
+        # there is no "mxnet" extra any more: say where MXNet lives instead
+        exc.msg = (  # ImportError prints .msg
+            "'mxnet' is not installed in this environment. The core runs MXNet work in its "
+            "isolated toolchain (caltech-edge toolchain install mxnet; use the CLI or "
+            "caltech_edge.train/export/open_runtime); on a device: "
+            "pip install mxnet==1.9.1 'numpy<1.24'"
+        )
+        exc.args = (exc.msg,)
+        raise
     if torch is not None and threads:
         torch.set_num_threads(threads)
     return mx

@@ -6,7 +6,7 @@ Python 3.8-compatible; ``onnxruntime`` is imported only when a model is opened.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -75,3 +75,18 @@ class OnnxRuntime:
 
     def __repr__(self) -> str:
         return "OnnxRuntime({!r})".format(str(self.path))
+
+
+def raw_call(path: Union[str, Path], probe: np.ndarray, threads: Optional[int] = None) -> Any:
+    """A bare ``InferenceSession.run`` on ``probe`` (benchmarks' reference)."""
+    ort = require("onnxruntime", "all", purpose="the onnxruntime backend")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.ascontiguousarray(probe, dtype=np.float32)}
+
+    def call() -> Any:
+        return session.run(None, feed)
+
+    return call
