@@ -143,11 +143,11 @@ def export_executorch_int8(
 ) -> Path:
     """INT8 ``.pte``: the recipe search over :data:`INT8_RECIPES`."""
     static_batch("ExecuTorch", dynamic_batch)
-    from .device_runners import open_for_verify
+    from ..runtime.backends import open_runtime
     from .pt2e import search_model_int8
 
     def infer(p: Path):
-        return open_for_verify(p, backend="executorch").infer
+        return open_runtime(p, backend="executorch").infer
 
     return search_model_int8(
         "executorch",

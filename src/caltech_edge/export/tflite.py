@@ -227,13 +227,13 @@ def export_tflite_int8(
 ) -> Path:
     """Full-integer INT8 ``.tflite``: the recipe search over :data:`INT8_RECIPES`."""
     static_batch("TFLite", dynamic_batch)
-    from .device_runners import open_for_verify
+    from ..runtime.backends import open_runtime
     from .pt2e import search_model_int8
 
     check_io_type(io_type)
 
     def infer(p: Path):
-        return open_for_verify(p, backend="litert").infer
+        return open_runtime(p, backend="litert").infer
 
     return search_model_int8(
         "litert",

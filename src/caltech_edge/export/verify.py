@@ -271,10 +271,9 @@ def verify_artifact(
     naming the artifact and the numbers; the report is returned either way otherwise.
     """
     from ..runtime.backends import open_runtime
-    from .device_runners import open_for_verify
 
     artifact = Path(artifact)
-    rt = open_for_verify(artifact, backend=backend, card=card, precision_hint="f32")
+    rt = open_runtime(artifact, backend=backend, card=card, precision_hint="f32")
     predict, source_card, source_name = resolve_source(against, card=rt.card)
     if tuple(source_card.class_names) != tuple(rt.card.class_names):
         raise VerificationError(
