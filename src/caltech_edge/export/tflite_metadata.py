@@ -12,9 +12,9 @@ Why not the TFLite Support ``TFLITE_METADATA`` schema: writing it needs ``tflite
 (unmaintained, not installable with numpy 2 here); a plain named entry is part of the core
 TFLite schema, survives every converter/runtime, and is read here without TensorFlow.
 
-Reading uses ``ai_edge_litert``'s generated schema (``schema_py_generated``) with lazy
-flatbuffer access, so only the two small buffers are touched. Python 3.8-compatible and
-torch-free: the device runtime may import :func:`read_tflite_card`.
+Reading goes through the runtime's torch-free flatbuffer reader
+(:mod:`caltech_edge.runtime.backends._tflite_meta`); writing needs ``ai_edge_litert``'s
+generated schema. Python 3.8-compatible source.
 """
 
 from __future__ import annotations
@@ -29,37 +29,14 @@ LABELS_KEY = "labels.txt"
 PathLike = Union[str, Path]
 
 
-def _schema():  # type: ignore[no-untyped-def]
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:  # pragma: no cover - tflite-runtime-only devices use the sidecar card
-        return None
-    return schema
-
-
 def read_tflite_metadata(path: PathLike) -> Dict[str, bytes]:
-    """Every ``name -> bytes`` metadata entry of the ``.tflite`` at ``path`` ({} if unreadable)."""
-    schema = _schema()
-    if schema is None:
-        return {}
-    data = Path(path).read_bytes()
-    try:
-        model = schema.Model.GetRootAs(data, 0)
-        out = {}
-        for j in range(model.MetadataLength()):
-            entry = model.Metadata(j)
-            name = (entry.Name() or b"").decode("utf-8", "replace")
-            buffer = model.Buffers(entry.Buffer())
-            if buffer is None:
-                continue
-            if buffer.DataLength():
-                out[name] = buffer.DataAsNumpy().tobytes()
-            elif buffer.Size():  # large-model layout: data stored after the flatbuffer
-                start = int(buffer.Offset())
-                out[name] = data[start : start + int(buffer.Size())]
-        return out
-    except Exception:  # a damaged or foreign file: no card inside
-        return {}
+    """Every ``name -> bytes`` metadata entry of the ``.tflite`` at ``path``.
+
+    The runtime's own bounds-checked flatbuffer reader (one decoder for the file, no
+    TensorFlow or ``flatbuffers`` package needed on the device)."""
+    from ..runtime.backends._tflite_meta import tflite_metadata
+
+    return tflite_metadata(path)
 
 
 def read_tflite_card(path: PathLike) -> Optional[ModelCard]:
