@@ -99,6 +99,19 @@ def top1_validation_fn(compiled_model, data: Iterable[Any]) -> float:
     return correct / total if total else 0.0
 
 
+def fp32_labelled(ov, model, calibration) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(image, FP32 top-1) pairs over the calibration images: labels without labels."""
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    output = compiled.outputs[0]
+    pairs = []
+    for batch in calibration:
+        for img in batch:
+            x = np.ascontiguousarray(img[None], np.float32)
+            pairs.append((x, np.argmax(compiled(x)[output], axis=1)))
+    calibration.rewind()
+    return pairs
+
+
 def quantize_openvino(
     source: str | Path,
     out_xml: str | Path,
@@ -114,6 +127,7 @@ def quantize_openvino(
     fast_bias_correction: bool = True,
     ranges: str = "minmax",
     model_type: str = "cnn",
+    fp32_max_drop: float | None = None,
     **_options: Any,
 ) -> Path:
     """INT8 IR of ``source`` (an IR .xml or an .onnx) written to ``out_xml`` with its card.
@@ -124,6 +138,10 @@ def quantize_openvino(
     ``preset`` "mixed" = asymmetric activations; ``ranges`` the activation range estimator;
     ``model_type`` "transformer" turns on SmoothQuant; ``exclude_first`` /
     ``exclude_classifier`` keep the stem / last layer in float (:data:`RECIPES` orders them).
+    ``fp32_max_drop``: NNCF accuracy control with no labels: the FP32 model's own top-1 on
+    the calibration images is the label set (FP32 scores 1.0 on it), so NNCF ranks layers
+    by how much they cost *agreement* and reverts the worst to float until the drop is
+    at most this much.
     """
     nncf = require("nncf", "openvino", "OpenVINO INT8 quantization")
     ov = require("openvino", "openvino", "OpenVINO INT8 quantization")
@@ -140,6 +158,8 @@ def quantize_openvino(
         raise ExportError(f"{src}: source model not found")
     base = source_card(src, card)
     model = ov.Core().read_model(str(src))
+    if fp32_max_drop is not None and max_drop is None:
+        max_drop, validation = float(fp32_max_drop), fp32_labelled(ov, model, calibration)
     excluded = [classifier_op(model)] if exclude_classifier else []
     excluded += [first_conv_op(model)] if exclude_first else []
     dataset = calibration.nncf_dataset()
@@ -184,6 +204,7 @@ def quantize_openvino(
             "ranges": ranges,
             "model_type": model_type,
             "max_drop": max_drop,
+            "fp32_labels": fp32_max_drop is not None,
             "excluded_nodes": excluded,
             "calibration_images": len(calibration),
         },
@@ -219,7 +240,8 @@ def restamp_openvino(path: Path, card: ModelCard) -> None:
 
 
 # Best first: NNCF's default, then asymmetric activations ("mixed"), full bias correction,
-# outlier-robust ranges, then layers kept in float; SmoothQuant (transformer model type)
+# outlier-robust ranges, then layers kept in float (fixed ones, then the ones NNCF's
+# accuracy control finds sensitive, scored against FP32's own top-1: no labels); SmoothQuant (transformer model type)
 # only changes MatMul-heavy networks and comes last.
 RECIPES: tuple[Recipe, ...] = (
     Recipe("default", {}),
@@ -231,6 +253,7 @@ RECIPES: tuple[Recipe, ...] = (
         "stem-classifier-float",
         {"preset": "mixed", "exclude_first": True, "exclude_classifier": True},
     ),
+    Recipe("accuracy-control-fp32-labels", {"preset": "mixed", "fp32_max_drop": 0.01}),
     Recipe("smoothquant", {"preset": "mixed", "model_type": "transformer"}),
 )
 SPEC = QuantizerSpec("openvino", quantize_openvino, RECIPES, restamp=restamp_openvino)
