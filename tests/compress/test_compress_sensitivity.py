@@ -111,3 +111,20 @@ def test_openvino_accuracy_control_uses_fp32_top1_as_labels(
     )  # fmt: skip
     quant = source_card(out).extra["quantization"]
     assert quant["fp32_labels"] is True and quant["max_drop"] == 0.01
+    assert isinstance(quant["float_layers"], list)
+
+
+def test_openvino_card_lists_the_layers_left_in_float(tiny_exports, tiny_calibration, tmp_path):
+    from caltech_edge.compress._artifact import source_card
+    from caltech_edge.compress.openvino_int8 import quantize_openvino
+
+    plain = quantize_openvino(
+        tiny_exports["openvino"], tmp_path / "a" / "model.xml", calibration=tiny_calibration
+    )
+    stem = quantize_openvino(
+        tiny_exports["openvino"], tmp_path / "b" / "model.xml", calibration=tiny_calibration,
+        exclude_first=True,
+    )  # fmt: skip
+    assert source_card(plain).extra["quantization"]["float_layers"] == []
+    quant = source_card(stem).extra["quantization"]
+    assert quant["float_layers"] == quant["excluded_nodes"]

@@ -59,6 +59,26 @@ def first_conv_op(model) -> str:
     raise ExportError("no Convolution to keep in float (is this an image classifier?)")
 
 
+def float_weight_ops(model) -> list[str]:
+    """Convolutions/MatMuls whose weights reach them as plain float constants.
+
+    Why: after NNCF, quantized weights arrive through a FakeQuantize or an int8
+    Constant -> Convert -> Multiply chain; a layer reverted or excluded keeps its float
+    Constant. This is how the card says which layers accuracy control left in float.
+    """
+    ov = require("openvino", "openvino", "OpenVINO INT8 quantization")
+    names = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() in (*_WEIGHTED, "GroupConvolution") and op.get_input_size() > 1:
+            weight = op.input_value(1).get_node()
+            if weight.get_type_name() == "Constant" and weight.get_output_element_type(0) in (
+                ov.Type.f32,
+                ov.Type.f16,
+            ):
+                names.append(op.get_friendly_name())
+    return names
+
+
 RANGES = ("minmax", "mean_minmax", "mean_quantile", "histogram")
 MODEL_TYPES = ("cnn", "transformer")
 
@@ -206,6 +226,7 @@ def quantize_openvino(
             "max_drop": max_drop,
             "fp32_labels": fp32_max_drop is not None,
             "excluded_nodes": excluded,
+            "float_layers": float_weight_ops(quantized),
             "calibration_images": len(calibration),
         },
     )
