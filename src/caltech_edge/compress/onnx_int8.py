@@ -163,7 +163,10 @@ def quantize_onnx(
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[settings.method]
-    extra = {"ActivationSymmetric": settings.activation_symmetric, "WeightSymmetric": True}
+    extra: dict[str, Any] = {
+        "ActivationSymmetric": settings.activation_symmetric,
+        "WeightSymmetric": True,
+    }
     if settings.method == "percentile":
         extra["CalibPercentile"] = settings.percentile
     with tempfile.TemporaryDirectory(prefix="ce-quant-") as tmp:
