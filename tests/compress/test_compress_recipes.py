@@ -111,3 +111,20 @@ def test_real_back_ends_search_their_recipes_and_record_them(
     assert quant["recipe"] == first  # 50% agreement: the first recipe must do
     assert quant["agreement"] >= 0.5 and quant["calibration_images"] < tiny_calibration.count
     assert len(quant["recipes_tried"]) == 1
+
+
+def test_agreements_one_image_apart_tie_and_the_closest_logits_win():
+    from caltech_edge.compress.recipes import Trial, best_trial
+
+    def trial(name, agreement, error):
+        return Trial(Recipe(name), agreement, 1.0, logit_error=error)
+
+    trials = [
+        trial("first", 0.98, 5e-4),
+        trial("closest", 0.96, 4e-4),  # one image of 50 behind: a tie on 50 images
+        trial("far-behind", 0.90, 1e-4),  # 4 images behind: agreement decides
+        Trial(Recipe("failed"), None, 1.0, "boom"),
+    ]
+    assert best_trial(trials, 50).recipe.name == "closest"
+    assert best_trial(trials, 1000).recipe.name == "first"  # 2 points is 20 images of 1000
+    assert best_trial([trials[0], trial("same", 0.98, 5e-4)], 50).recipe.name == "first"

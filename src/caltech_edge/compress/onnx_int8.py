@@ -48,6 +48,7 @@ class OnnxQuantSettings:
     exclude_first: bool = False
     percentile: float = 99.999
     activation_symmetric: bool = False
+    keep_sensitive: int = 0
 
     def __post_init__(self) -> None:
         for name, value, valid in (
@@ -112,6 +113,7 @@ def quantize_onnx(
     activation_type: str = "uint8",
     weight_type: str = "int8",
     quant_format: str = "qdq",
+    keep_sensitive: int = 0,
     **_options: Any,
 ) -> Path:
     """Static INT8 quantization of ``onnx_path`` into ``out_path`` (+ its card sidecar).
@@ -125,7 +127,10 @@ def quantize_onnx(
     FP32 (costs a little speed, sometimes recovers accuracy with few classes);
     ``exclude_first`` does the same for the stem convolution, whose input is the raw
     normalized image. :data:`RECIPES` orders these for the accuracy-aware search.
-    Non-default ``activation_type``/``weight_type``/``quant_format`` exist to reproduce
+    ``keep_sensitive``: after quantizing, rank the quantized layers by how much putting
+    each one alone back in float brings the logits closer to FP32 on the calibration
+    images (no labels; :mod:`~caltech_edge.compress.sensitivity`) and keep that many of
+    the worst in float. Non-default ``activation_type``/``weight_type``/``quant_format`` exist to reproduce
     the slow and collapsing settings, not for use.
     """
     import onnx
@@ -146,6 +151,7 @@ def quantize_onnx(
         exclude_first=exclude_first,
         percentile=float(percentile),
         activation_symmetric=bool(activation_symmetric),
+        keep_sensitive=int(keep_sensitive),
     )
     src, out = Path(onnx_path), Path(out_path)
     if not src.is_file():
@@ -157,7 +163,10 @@ def quantize_onnx(
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[settings.method]
-    extra = {"ActivationSymmetric": settings.activation_symmetric, "WeightSymmetric": True}
+    extra: dict[str, Any] = {
+        "ActivationSymmetric": settings.activation_symmetric,
+        "WeightSymmetric": True,
+    }
     if settings.method == "percentile":
         extra["CalibPercentile"] = settings.percentile
     with tempfile.TemporaryDirectory(prefix="ce-quant-") as tmp:
@@ -184,6 +193,15 @@ def quantize_onnx(
         except Exception as exc:
             raise ExportError(f"{src}: ONNX Runtime static quantization failed ({exc})") from exc
         model = onnx.load(str(q))
+        if settings.keep_sensitive > 0:
+            from .sensitivity import calibration_images, keep_sensitive_onnx
+
+            model, ranking = keep_sensitive_onnx(
+                model, graph, calibration_images(calibration), settings.keep_sensitive
+            )
+            sensitive = [n for n, gain in ranking[: settings.keep_sensitive] if gain > 0]
+            log.info("kept in float (most sensitive): %s", sensitive)
+            excluded += sensitive
     new_card = derived_card(
         base,
         src,
@@ -245,7 +263,8 @@ def restamp_onnx(path: Path, card: ModelCard) -> None:
 # clip the rare activation outliers that minmax stretches the uint8 grid over; per-tensor
 # weights can collapse a network (one range for all channels) but kept the real SqueezeNet
 # within 0.2 points where per-channel lost 1.3 (the search measures which); keeping the
-# stem / classifier in float costs a little speed, so those come after; symmetric int8
+# stem / classifier in float costs a little speed, so those come after, then the three
+# layers a label-free sensitivity pass finds most damaging (compress/sensitivity.py); symmetric int8
 # activations (the TensorRT layout) run slower on x86 and come last.
 RECIPES: tuple[Recipe, ...] = (
     Recipe("minmax", {"method": "minmax"}),
@@ -261,6 +280,7 @@ RECIPES: tuple[Recipe, ...] = (
         "percentile-stem-classifier-float",
         {"method": "percentile", "exclude_first": True, "exclude_classifier": True},
     ),
+    Recipe("minmax-3-sensitive-float", {"method": "minmax", "keep_sensitive": 3}),
     Recipe(
         "symmetric-int8-activations",
         {"method": "percentile", "activation_type": "int8", "activation_symmetric": True},

@@ -59,6 +59,26 @@ def first_conv_op(model) -> str:
     raise ExportError("no Convolution to keep in float (is this an image classifier?)")
 
 
+def float_weight_ops(model) -> list[str]:
+    """Convolutions/MatMuls whose weights reach them as plain float constants.
+
+    Why: after NNCF, quantized weights arrive through a FakeQuantize or an int8
+    Constant -> Convert -> Multiply chain; a layer reverted or excluded keeps its float
+    Constant. This is how the card says which layers accuracy control left in float.
+    """
+    ov = require("openvino", "openvino", "OpenVINO INT8 quantization")
+    names = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() in (*_WEIGHTED, "GroupConvolution") and op.get_input_size() > 1:
+            weight = op.input_value(1).get_node()
+            if weight.get_type_name() == "Constant" and weight.get_output_element_type(0) in (
+                ov.Type.f32,
+                ov.Type.f16,
+            ):
+                names.append(op.get_friendly_name())
+    return names
+
+
 RANGES = ("minmax", "mean_minmax", "mean_quantile", "histogram")
 MODEL_TYPES = ("cnn", "transformer")
 
@@ -99,6 +119,19 @@ def top1_validation_fn(compiled_model, data: Iterable[Any]) -> float:
     return correct / total if total else 0.0
 
 
+def fp32_labelled(ov, model, calibration) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(image, FP32 top-1) pairs over the calibration images: labels without labels."""
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    output = compiled.outputs[0]
+    pairs = []
+    for batch in calibration:
+        for img in batch:
+            x = np.ascontiguousarray(img[None], np.float32)
+            pairs.append((x, np.argmax(compiled(x)[output], axis=1)))
+    calibration.rewind()
+    return pairs
+
+
 def quantize_openvino(
     source: str | Path,
     out_xml: str | Path,
@@ -114,6 +147,7 @@ def quantize_openvino(
     fast_bias_correction: bool = True,
     ranges: str = "minmax",
     model_type: str = "cnn",
+    fp32_max_drop: float | None = None,
     **_options: Any,
 ) -> Path:
     """INT8 IR of ``source`` (an IR .xml or an .onnx) written to ``out_xml`` with its card.
@@ -124,6 +158,10 @@ def quantize_openvino(
     ``preset`` "mixed" = asymmetric activations; ``ranges`` the activation range estimator;
     ``model_type`` "transformer" turns on SmoothQuant; ``exclude_first`` /
     ``exclude_classifier`` keep the stem / last layer in float (:data:`RECIPES` orders them).
+    ``fp32_max_drop``: NNCF accuracy control with no labels: the FP32 model's own top-1 on
+    the calibration images is the label set (FP32 scores 1.0 on it), so NNCF ranks layers
+    by how much they cost *agreement* and reverts the worst to float until the drop is
+    at most this much.
     """
     nncf = require("nncf", "openvino", "OpenVINO INT8 quantization")
     ov = require("openvino", "openvino", "OpenVINO INT8 quantization")
@@ -140,6 +178,8 @@ def quantize_openvino(
         raise ExportError(f"{src}: source model not found")
     base = source_card(src, card)
     model = ov.Core().read_model(str(src))
+    if fp32_max_drop is not None and max_drop is None:
+        max_drop, validation = float(fp32_max_drop), fp32_labelled(ov, model, calibration)
     excluded = [classifier_op(model)] if exclude_classifier else []
     excluded += [first_conv_op(model)] if exclude_first else []
     dataset = calibration.nncf_dataset()
@@ -184,7 +224,9 @@ def quantize_openvino(
             "ranges": ranges,
             "model_type": model_type,
             "max_drop": max_drop,
+            "fp32_labels": fp32_max_drop is not None,
             "excluded_nodes": excluded,
+            "float_layers": float_weight_ops(quantized),
             "calibration_images": len(calibration),
         },
     )
@@ -219,7 +261,8 @@ def restamp_openvino(path: Path, card: ModelCard) -> None:
 
 
 # Best first: NNCF's default, then asymmetric activations ("mixed"), full bias correction,
-# outlier-robust ranges, then layers kept in float; SmoothQuant (transformer model type)
+# outlier-robust ranges, then layers kept in float (fixed ones, then the ones NNCF's
+# accuracy control finds sensitive, scored against FP32's own top-1: no labels); SmoothQuant (transformer model type)
 # only changes MatMul-heavy networks and comes last.
 RECIPES: tuple[Recipe, ...] = (
     Recipe("default", {}),
@@ -231,6 +274,7 @@ RECIPES: tuple[Recipe, ...] = (
         "stem-classifier-float",
         {"preset": "mixed", "exclude_first": True, "exclude_classifier": True},
     ),
+    Recipe("accuracy-control-fp32-labels", {"preset": "mixed", "fp32_max_drop": 0.01}),
     Recipe("smoothquant", {"preset": "mixed", "model_type": "transformer"}),
 )
 SPEC = QuantizerSpec("openvino", quantize_openvino, RECIPES, restamp=restamp_openvino)
