@@ -75,3 +75,23 @@ def test_checking_requirements_does_not_import_them():
     sys.modules.pop("xml.dom.minidom", None)
     reg.get("stdlib")
     assert "xml.dom.minidom" not in sys.modules
+
+
+def test_formats_sit_on_the_registry_and_quantizers_derive_from_their_int8_rows():
+    from caltech_edge.cli import build_parser
+    from caltech_edge.compress.quantize import QUANTIZERS
+    from caltech_edge.export.formats import FORMAT_REGISTRY, FORMATS, get_format, quantizer_rows
+
+    # one row per registry entry, same order; unknown names get the registry's did-you-mean
+    assert tuple(FORMATS) == FORMAT_REGISTRY.names()
+    assert all(FORMAT_REGISTRY.entry(n).target == row.producer for n, row in FORMATS.items())
+    with pytest.raises(UnknownNameError, match="Did you mean 'tflite-int8'"):
+        get_format("tflite-int")
+    # every quantization back end produces exactly one INT8 row, and the rows name no other
+    rows = quantizer_rows()
+    assert set(rows) == set(QUANTIZERS.names())
+    assert all(row.precision == "int8" and row.made_from in FORMATS for row in rows.values())
+    # the quantize CLI offers exactly those back ends
+    quantize = build_parser()._subparsers._group_actions[0].choices["quantize"]  # type: ignore[union-attr]
+    backend = next(a for a in quantize._actions if a.dest == "backend")
+    assert sorted(backend.choices) == sorted(QUANTIZERS.names())

@@ -7,9 +7,8 @@ import contextlib
 import sys
 from pathlib import Path
 
+from ..export.formats import get_format, quantizer_rows
 from ._common import print_json
-
-BACKEND_SOURCES = {"onnxruntime": ("onnx", "model.onnx"), "openvino": ("openvino", "model.xml")}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "needed) until one agrees with FP32 on --agreement-target of them.",
     )
     q.add_argument("source", type=Path, help=".onnx / .xml file, or an export directory")
-    q.add_argument("--backend", choices=sorted(BACKEND_SOURCES), default="onnxruntime")
+    q.add_argument("--backend", choices=sorted(quantizer_rows()), default="onnxruntime")
     q.add_argument(
         "--calib-data",
         type=Path,
@@ -116,7 +115,8 @@ def _resolve_source(source: Path, backend: str) -> Path:
 
     if source.is_file():
         return source
-    folder, name = BACKEND_SOURCES[backend]
+    folder = quantizer_rows()[backend].made_from  # the format row the INT8 row is made from
+    name = get_format(folder).artifact
     for candidate in (source / folder / name, source / name):
         if candidate.is_file():
             return candidate

@@ -19,6 +19,7 @@ from typing import Any
 from .._registry import Registry
 from ..card import ModelCard
 from ..errors import ConfigError
+from ..export.formats import quantizer_rows
 from .onnx_int8 import quantize_onnx, quantize_onnx_dynamic
 from .openvino_int8 import fp16_ir, quantize_openvino
 from .recipes import DEFAULT_HOLDOUT, DEFAULT_TARGET, QuantizerSpec, Recipe, search_recipes
@@ -39,7 +40,6 @@ QUANTIZERS.register(
     "caltech_edge.compress.onnx_int8:quantize_onnx",
     requires=("onnxruntime", "onnx"),
     extra="torch",
-    artifact="model.onnx",
     sources=(".onnx",),
     options=("method", "per_channel", "exclude_classifier", "exclude_first", "percentile"),
     spec="caltech_edge.compress.onnx_int8:SPEC",
@@ -49,7 +49,6 @@ QUANTIZERS.register(
     "caltech_edge.compress.openvino_int8:quantize_openvino",
     requires=("openvino", "nncf"),
     extra="openvino",
-    artifact="model.xml",
     sources=(".xml", ".onnx"),
     options=(
         "max_drop",
@@ -106,7 +105,7 @@ def quantize(
             f"(it takes {', '.join(sorted(allowed))})"
         )
     kwargs = {k: v for k, v in options.items() if k in allowed and v not in (None, False)}
-    dst = Path(out) / entry.info["artifact"]
+    dst = Path(out) / quantizer_rows()[backend].artifact
     if kwargs.get("max_drop") is not None:  # labelled accuracy control: the back end's own
         return entry.load()(src, dst, calibration=calibration, card=card, **kwargs)
     spec = quantizer_spec(backend)
@@ -125,7 +124,7 @@ def quantize_file(
 ) -> Path:
     """:func:`quantize` in the export formats' producer shape (``fn(src, dst, ...)``)."""
     dst = Path(dst)
-    expected = QUANTIZERS.entry(backend).info["artifact"]
+    expected = quantizer_rows()[backend].artifact
     if dst.name != expected:
         raise ConfigError(f"the {backend} back end writes {expected}, not {dst.name}")
     return quantize(source, out=dst.parent, backend=backend, calibration=calibration, **options)

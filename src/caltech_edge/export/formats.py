@@ -16,10 +16,12 @@ Producers are ``"module:function"`` strings, imported only when a row is used:
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
+from .._registry import Registry
 from ..errors import UnknownNameError
 
 
@@ -51,8 +53,8 @@ class ExportFormat:
         )
 
     def load_producer(self) -> Callable[..., Any]:
-        module, _, attr = self.producer.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        producer: Callable[..., Any] = FORMAT_REGISTRY.get(self.name)
+        return producer
 
     def load_verifier(self) -> Callable[..., Any] | None:
         """The row's own verifier, or ``None`` for the numeric check of ``export.verify``."""
@@ -214,16 +216,39 @@ _ROWS = (
     ),
 )
 
-FORMATS: dict[str, ExportFormat] = {row.name: row for row in _ROWS}
+# The format axis sits on the same lazy Registry as the other axes (framework, backend,
+# quantizer, toolchain): unknown names get its did-you-mean error, and each entry's target is
+# the row's producer, imported only when the row is used. FORMATS is the read-only
+# name -> row view that the pipeline, CLI, tests and benchmarks read.
+FORMAT_REGISTRY = Registry("export format")
+for _row in _ROWS:
+    FORMAT_REGISTRY.register(
+        _row.name, _row.producer, extra=_row.extra, toolchain=_row.toolchain, row=_row
+    )
+FORMATS: Mapping[str, ExportFormat] = MappingProxyType(
+    {entry.name: entry.info["row"] for entry in FORMAT_REGISTRY}
+)
 DEFAULT_FORMATS: tuple[str, ...] = ("onnx", "mxnet", "openvino", "openvino-fp16")
 
 
 def get_format(name: str) -> ExportFormat:
     """The row called ``name``; an unknown name lists the valid ones and a close match."""
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise UnknownNameError("export format", name, FORMATS) from None
+    row: ExportFormat = FORMAT_REGISTRY.entry(name).info["row"]
+    return row
+
+
+def quantizer_rows() -> dict[str, ExportFormat]:
+    """The INT8 row each ``caltech-edge quantize`` back end produces, by back-end name.
+
+    The rows made by the quantization front door name their back end in
+    ``options["backend"]``; the quantizer registry and the quantize CLI derive their
+    artifact names, source formats and choices from here instead of repeating them.
+    """
+    return {
+        row.options["backend"]: row
+        for row in FORMATS.values()
+        if row.needs_calibration and "backend" in row.options
+    }
 
 
 def parse_formats(names: str | Iterable[str]) -> tuple[ExportFormat, ...]:
