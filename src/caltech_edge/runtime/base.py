@@ -81,5 +81,16 @@ def check_precision_hint(hint: Any) -> Any:
     return hint
 
 
+def own_precision_only(path: Any, hint: Any, advice: str) -> None:
+    """Refuse a precision hint other than f32 for a backend that runs the file's own precision.
+
+    Only OpenVINO can run one artifact at another precision; every other backend runs what the
+    export wrote, so a hint there would be silently ignored. ``advice`` says what to do instead.
+    """
+    hint = check_precision_hint(hint)
+    if hint not in (None, "f32"):
+        raise BackendError("{}: {} (got precision_hint={!r})".format(path, advice, hint))
+
+
 def output_shape(card: ModelCard, batch: int = 1) -> Tuple[int, int]:
     return (batch, card.num_classes)

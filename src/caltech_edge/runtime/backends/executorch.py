@@ -19,7 +19,7 @@ import numpy as np
 from ..._registry import require
 from ...card import ModelCard
 from ...errors import BackendError
-from ..base import check_batch, check_precision_hint
+from ..base import check_batch, own_precision_only
 from ._card import _fallback
 
 
@@ -48,11 +48,11 @@ class ExecuTorchRuntime:
         threads: Optional[int] = None,
     ) -> None:
         self.path = Path(path)
-        if check_precision_hint(precision_hint) not in (None, "f32"):
-            raise BackendError(
-                "{}: ExecuTorch runs the program's own precision; export executorch-int8 "
-                "instead of passing precision_hint={!r}".format(self.path, precision_hint)
-            )
+        own_precision_only(
+            self.path,
+            precision_hint,
+            "ExecuTorch runs the program's own precision; export executorch-int8 instead",
+        )
         runtime_mod = require("executorch.runtime", "executorch", purpose="the executorch backend")
         self._torch = require("torch", "executorch", purpose="ExecuTorch's Python runtime")
         if threads:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ...card import METADATA_KEY, ModelCard
 from ...errors import BackendError, MissingDependencyError
-from ..base import check_batch, check_precision_hint
+from ..base import check_batch, own_precision_only
 from ._card import _fallback
 from ._tflite_meta import EDGETPU_CUSTOM_OP, tflite_custom_ops, tflite_metadata
 
@@ -96,11 +96,11 @@ class LiteRtRuntime:
         threads: Optional[int] = None,
     ) -> None:
         self.path = Path(path)
-        if check_precision_hint(precision_hint) not in (None, "f32"):
-            raise BackendError(
-                "{}: LiteRT runs the file's own precision; export tflite-fp16 or tflite-int8 "
-                "instead of passing precision_hint={!r}".format(self.path, precision_hint)
-            )
+        own_precision_only(
+            self.path,
+            precision_hint,
+            "LiteRT runs the file's own precision; export tflite-fp16 or tflite-int8 instead",
+        )
         module = interpreter_module()
         self.card = card if card is not None else tflite_card(self.path)
         self.delegates = edgetpu_delegates(module, self.path)

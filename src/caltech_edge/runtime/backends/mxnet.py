@@ -19,7 +19,7 @@ import numpy as np
 from ..._registry import require
 from ...card import ModelCard
 from ...errors import BackendError, CaltechEdgeError, MissingDependencyError
-from ..base import check_batch, check_precision_hint
+from ..base import check_batch, own_precision_only
 from ._card import sidecar_card
 
 _PARAMS_RE = re.compile(r"^(?P<prefix>.+)-(?P<epoch>\d{4})\.params$")
@@ -118,9 +118,7 @@ class MxnetRuntime:
         precision_hint: Optional[str] = None,
         threads: Optional[int] = None,
     ) -> None:
-        hint = check_precision_hint(precision_hint)
-        if hint not in (None, "f32"):
-            raise BackendError("{}: the mxnet backend runs FP32 only, got {!r}".format(path, hint))
+        own_precision_only(path, precision_hint, "the mxnet backend runs FP32 only")
         if threads and "mxnet" not in sys.modules:
             os.environ.setdefault("OMP_NUM_THREADS", str(int(threads)))
         mx = import_mxnet()

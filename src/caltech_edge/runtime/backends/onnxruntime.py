@@ -13,7 +13,7 @@ import numpy as np
 from ..._registry import require
 from ...card import ModelCard
 from ...errors import BackendError
-from ..base import check_batch, check_precision_hint
+from ..base import check_batch, own_precision_only
 from ._card import onnx_card_from_session
 
 
@@ -37,12 +37,12 @@ class OnnxRuntime:
     ) -> None:
         ort = require("onnxruntime", "all", purpose="the onnxruntime backend")
         self.path = Path(path)
-        hint = check_precision_hint(precision_hint)
-        if hint not in (None, "f32"):
-            raise BackendError(
-                "{}: onnxruntime runs the graph's own precision; precision_hint {!r} needs the "
-                "openvino backend (or export an fp16/int8 artifact)".format(self.path, hint)
-            )
+        own_precision_only(
+            self.path,
+            precision_hint,
+            "onnxruntime runs the graph's own precision; a precision hint needs the openvino "
+            "backend (or export an fp16/int8 artifact)",
+        )
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
