@@ -60,10 +60,9 @@ def quantize_trt_onnx(
 ) -> Path:
     """One symmetric QDQ INT8 ONNX (one recipe); ``trtexec.sh`` beside it."""
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from ..compress._artifact import derived_card, save_onnx_with_card, source_card
-    from ..compress.onnx_int8 import _preprocess, classifier_node
+    from ..compress.onnx_int8 import _preprocess, classifier_node, static_qdq
 
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
@@ -77,32 +76,22 @@ def quantize_trt_onnx(
         "QuantizeBias": False,
         "CalibPercentile": float(percentile),
     }
-    cmethod = {
-        "minmax": CalibrationMethod.MinMax,
-        "percentile": CalibrationMethod.Percentile,
-        "entropy": CalibrationMethod.Entropy,
-    }[method]
     with tempfile.TemporaryDirectory(prefix="ce-trt-") as tmp:
         pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         _preprocess(src, pre)
         excluded = [classifier_node(onnx.load(str(pre)))] if exclude_classifier else []
-        calibration.rewind()
-        try:
-            quantize_static(
-                str(pre),
-                str(q),
-                calibration,
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=cmethod,
-                nodes_to_exclude=excluded,
-                extra_options=extra,
-                calibration_providers=["CPUExecutionProvider"],
-            )
-        except Exception as exc:
-            raise ExportError(f"{src}: ONNX Runtime QDQ quantization failed ({exc})") from exc
+        static_qdq(
+            src,
+            pre,
+            q,
+            calibration,
+            method=method,
+            per_channel=True,
+            activation_type="int8",
+            weight_type="int8",
+            excluded=excluded,
+            extra=extra,
+        )
         model = onnx.load(str(q))
     command = trtexec_command(out.name, out.with_suffix(".engine").name)
     new_card = derived_card(
