@@ -25,14 +25,18 @@ def artifacts(resnet_export) -> dict[str, Path]:
 
 
 def test_backend_is_picked_from_the_file(artifacts, tmp_path: Path) -> None:
-    assert set(BACKENDS.names()) == {"onnxruntime", "openvino", "mxnet"}
+    assert set(BACKENDS.names()) == {
+        "onnxruntime", "openvino", "mxnet", "litert", "executorch", "coreml",
+    }  # fmt: skip
     assert backend_for(artifacts["onnx"]) == "onnxruntime"
     assert backend_for(artifacts["openvino"]) == "openvino"
     assert backend_for(artifacts["mxnet"]) == "mxnet"
     assert backend_for(artifacts["mxnet"].parent) == "mxnet"
     assert backend_for(artifacts["mxnet"].parent / "model-0000.params") == "mxnet"
-    with pytest.raises(BackendError, match=r"model\.tflite.*known suffixes: -symbol.json"):
-        backend_for(tmp_path / "model.tflite")
+    assert backend_for(tmp_path / "model.tflite") == "litert"
+    assert backend_for(tmp_path / "model.pte") == "executorch"
+    with pytest.raises(BackendError, match=r"model\.pb.*known suffixes: "):
+        backend_for(tmp_path / "model.pb")
     with pytest.raises(BackendError, match="no such model file"):
         open_runtime(tmp_path / "absent.onnx")
     with pytest.raises(UnknownNameError, match="Did you mean 'openvino'"):

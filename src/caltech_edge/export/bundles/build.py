@@ -37,8 +37,11 @@ from . import templates
 
 #: Base requirements of the device runtime, pinned to the versions verified here.
 BASE_REQUIREMENTS = ("numpy==2.4.6", "opencv-python-headless==5.1.0.95", "paho-mqtt==2.2.0")
-#: CLI modules the bundled launcher needs besides the runtime (they import nothing heavy).
-CLI_MODULES = ("cli/__init__.py", "cli/_common.py", "cli/runtime.py")
+#: CLI modules the bundled launcher needs besides the runtime (they import nothing heavy);
+#: ``cli/deploy.py`` + the ``deploy`` package are the device side of over-the-air deployments
+#: (``infer --accept-deployments``), torch-free and Python 3.8-compatible like the runtime.
+CLI_MODULES = ("cli/__init__.py", "cli/_common.py", "cli/runtime.py", "cli/deploy.py")
+DEVICE_PACKAGES = ("deploy",)
 
 
 @dataclass
@@ -173,7 +176,12 @@ def copy_runtime(out: Path) -> list[str]:
     """The runtime source + launcher; returns the bundle-relative paths written."""
     pkg = Path(__file__).resolve().parents[2]  # .../caltech_edge
     written = []
-    files = runtime_files() + [("caltech_edge/" + rel, pkg / rel) for rel in CLI_MODULES]
+    modules = list(CLI_MODULES) + [
+        path.relative_to(pkg).as_posix()
+        for name in DEVICE_PACKAGES
+        for path in sorted((pkg / name).glob("*.py"))
+    ]
+    files = runtime_files() + [("caltech_edge/" + rel, pkg / rel) for rel in modules]
     for name, path in files:
         dst = out / "runtime" / name
         dst.parent.mkdir(parents=True, exist_ok=True)
