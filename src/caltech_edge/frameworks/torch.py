@@ -6,7 +6,6 @@ optimizer, loop, checkpoints, outputs); each piece lives in its own small module
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 import time
@@ -27,24 +26,13 @@ from ..rundir import RunDir
 from ..train import amp, distributed
 from ..train import data as tdata
 from ..train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ..train.features import cached_features, extract_features, split_model
 from ..train.loop import FitState, evaluate_batches, train_one_epoch, update_state
 from ..train.outputs import save_state_dict, write_card, write_metrics, write_plots
 from ..train.schedules import build_optimizer
-from ..train.strategy import apply_strategy, set_train_mode
+from ..train.strategy import apply_strategy
+from .torch_fit import Fit, Inputs, cached_inputs, image_inputs
 
 log = logging.getLogger(__name__)
-
-
-class _Float(nn.Module):
-    """Feeds cached (possibly float16) features to the head in float32."""
-
-    def __init__(self, head: nn.Module) -> None:
-        super().__init__()
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x.float())
 
 
 def seed_everything(seed: int, *, deterministic: bool = True) -> None:
@@ -104,12 +92,89 @@ def _train(
     ctx: distributed.DistContext,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunDir:
-    started = time.perf_counter()
-    progress = progress and ctx.is_main
-    seed_everything(config.seed, deterministic=config.deterministic)
-    device = (
+    fit = _setup(config, data, run, model, given_card, progress, ctx, resume=resume)
+    config, model = fit.config, fit.model
+    weight = _class_weights([fit.dataset.targets[i] for i in fit.split.train], fit.num_classes)
+    criterion = nn.CrossEntropyLoss(
+        weight=weight.to(_device(ctx)) if config.weighted_loss else None,
+        label_smoothing=config.label_smoothing,
+    )
+    inputs = cached_inputs(fit) if config.cache_features else image_inputs(fit)
+    loader = tdata.Loader(
+        inputs.train_ds,
+        batch_size=config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        ctx=ctx,
+        num_workers=config.num_workers,
+    )
+    optimizer = build_optimizer(fit.plan.param_groups, config)
+    for group in optimizer.param_groups:
+        group["base_lr"] = group["lr"]
+    state = FitState()
+    if resume and run.last.is_file():
+        state = _restore(run, model, optimizer, ctx)
+    wrapped = distributed.wrap(inputs.train_module, ctx)
+    scaler = amp.grad_scaler(fit.precision, _device(ctx))
+
+    for epoch in range(state.epoch, config.epochs):
+        if state.stopped_early:
+            break
+        stats = train_one_epoch(
+            wrapped,
+            loader.epoch(epoch),  # type: ignore[arg-type]
+            steps=len(loader),
+            epoch=epoch,
+            optimizer=optimizer,
+            criterion=criterion,
+            config=config,
+            set_mode=inputs.set_mode,
+            autocast=fit.autocast,
+            ctx=ctx,
+            channels_last=config.channels_last,
+            scaler=scaler,
+            progress=fit.progress,
+        )
+        entry: dict[str, Any] = {"epoch": epoch + 1, **stats}
+        if inputs.val_batches is not None:
+            res = _evaluate(fit, inputs.eval_module, inputs.val_batches).result()
+            entry.update(val_loss=res["loss"], val_top1=res["top1"], val_top5=res["top5"])
+        is_best = update_state(state, entry, config)
+        if ctx.is_main:
+            _save_epoch(fit, optimizer, state, entry, is_best=is_best)
+        distributed.barrier(ctx)
+        if on_epoch is not None:
+            on_epoch(dict(entry))
+
+    if state.stopped_early and ctx.is_main:
+        log.info("early stopping after epoch %d (best epoch %d)", state.epoch, state.best_epoch)
+    model.load_state_dict(load_state_dict_file(run.weights))
+    if ctx.is_main:
+        _finish(fit, inputs, state, given_card)
+    distributed.barrier(ctx)
+    return run
+
+
+def _device(ctx: distributed.DistContext) -> torch.device:
+    return (
         torch.device("cuda", ctx.local_rank) if torch.cuda.is_available() else torch.device("cpu")
     )
+
+
+def _setup(
+    config: TrainConfig,
+    data: Path,
+    run: RunDir,
+    model: nn.Module | None,
+    given_card: ModelCard | None,
+    progress: bool,
+    ctx: distributed.DistContext,
+    *,
+    resume: bool,
+) -> Fit:
+    """Seed, data, split, model, precision and strategy; rank 0 writes the run's inputs."""
+    started = time.perf_counter()
+    seed_everything(config.seed, deterministic=config.deterministic)
     dataset = tdata.open_data(config, data)
     num_classes = tdata.num_classes_for(config, dataset)
     split = tdata.resolve_split(config, dataset, run, resume=resume)
@@ -119,11 +184,10 @@ def _train(
     config = config.replace(num_classes=num_classes, arch=arch)
     if model is None:
         model = create_model(arch, num_classes, weights=config.weights)
-    model = model.to(device)
+    model = model.to(_device(ctx))
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    precision = amp.resolve_precision(config.precision, device)
-    autocast = amp.autocast_factory(precision, device)
+    precision = amp.resolve_precision(config.precision, _device(ctx))
     plan = apply_strategy(model, arch=arch, config=config)
     if ctx.is_main:
         run.root.mkdir(parents=True, exist_ok=True)
@@ -140,168 +204,79 @@ def _train(
             f"{plan.frozen:,}",
             precision.value,
         )
-    weight = _class_weights([dataset.targets[i] for i in split.train], num_classes)
-    criterion = nn.CrossEntropyLoss(
-        weight=weight.to(device) if config.weighted_loss else None,
-        label_smoothing=config.label_smoothing,
+    return Fit(
+        config=config,
+        data=data,
+        run=run,
+        ctx=ctx,
+        dataset=dataset,
+        split=split,
+        num_classes=num_classes,
+        model=model,
+        plan=plan,
+        precision=precision,
+        autocast=amp.autocast_factory(precision, _device(ctx)),
+        progress=progress and ctx.is_main,
+        started=started,
     )
-    eval_criterion = nn.CrossEntropyLoss()
-    bs, workers = config.batch_size, config.num_workers
 
-    if config.cache_features:
-        backbone, head = split_model(model, arch)
-        feats = {}
-        for name in ("train", "val", "test"):
-            indices = split.subset(name)
-            if not indices:
-                continue
-            ds = tdata.torch_dataset(config, dataset, indices, train=False)
-            key = {
-                "data": str(data.resolve()),
-                "indices": list(indices),
-                "preprocess": tdata.preprocess_spec(config),
-                "arch": arch,
-                "precision": precision.value,
-            }
-            feats[name] = cached_features(
-                backbone,
-                key,
-                functools.partial(
-                    extract_features,
-                    backbone,
-                    tdata.unshuffled(ds, batch_size=bs, num_workers=workers),
-                    total=len(indices),
-                    autocast=autocast,
-                    channels_last=config.channels_last,
-                    progress=progress,
-                    desc=f"{name} features",
-                ),
-            )
-        train_module: nn.Module = _Float(head)
-        eval_module: nn.Module = train_module
-        train_ds = tdata.tensor_dataset(*feats["train"])
-        val_batches = (
-            tdata.unshuffled(tdata.tensor_dataset(*feats["val"]), batch_size=bs)
-            if "val" in feats
-            else None
-        )
 
-        def set_mode() -> None:
-            head.train()
-    else:
-        train_module = eval_module = model
-        train_ds = tdata.torch_dataset(config, dataset, split.subset("train"), train=True)
-        val_batches = (
-            tdata.unshuffled(
-                tdata.torch_dataset(config, dataset, split.subset("val"), train=False),
-                batch_size=bs,
-                num_workers=workers,
-            )
-            if split.val
-            else None
-        )
-
-        def set_mode() -> None:
-            set_train_mode(model, plan)
-
-    loader = tdata.Loader(
-        train_ds, batch_size=bs, shuffle=True, seed=config.seed, ctx=ctx, num_workers=workers
+def _evaluate(fit: Fit, module: nn.Module, batches: Any) -> Any:
+    return evaluate_batches(
+        module,
+        batches,
+        num_classes=fit.num_classes,
+        top_k=fit.config.top_k,
+        criterion=nn.CrossEntropyLoss(),
+        autocast=fit.autocast,
+        channels_last=fit.config.channels_last,
     )
-    optimizer = build_optimizer(plan.param_groups, config)
-    for group in optimizer.param_groups:
-        group["base_lr"] = group["lr"]
-    state = FitState()
-    if resume and run.last.is_file():
-        state = _restore(run, model, optimizer, ctx)
-    wrapped = distributed.wrap(train_module, ctx)
-    scaler = amp.grad_scaler(precision, device)
 
-    for epoch in range(state.epoch, config.epochs):
-        if state.stopped_early:
-            break
-        stats = train_one_epoch(
-            wrapped,
-            loader.epoch(epoch),  # type: ignore[arg-type]
-            steps=len(loader),
-            epoch=epoch,
-            optimizer=optimizer,
-            criterion=criterion,
-            config=config,
-            set_mode=set_mode,
-            autocast=autocast,
-            ctx=ctx,
-            channels_last=config.channels_last,
-            scaler=scaler,
-            progress=progress,
-        )
-        entry: dict[str, Any] = {"epoch": epoch + 1, **stats}
-        if val_batches is not None:
-            res = evaluate_batches(
-                eval_module,
-                val_batches,
-                num_classes=num_classes,
-                top_k=config.top_k,
-                criterion=eval_criterion,
-                autocast=autocast,
-                channels_last=config.channels_last,
-            ).result()
-            entry.update(val_loss=res["loss"], val_top1=res["top1"], val_top5=res["top5"])
-        is_best = update_state(state, entry, config)
-        if ctx.is_main:
-            log.info(
-                "epoch %d/%d: %s",
-                epoch + 1,
-                config.epochs,
-                ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if isinstance(v, float)),
-            )
-            if is_best:
-                save_state_dict(run.weights, model)
-            if config.checkpoint_frequency and (epoch + 1) % config.checkpoint_frequency == 0:
-                save_state_dict(run.checkpoints / f"epoch-{epoch + 1:04d}.pt", model)
-            save_checkpoint(
-                run.last,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "state": state.to_dict(),
-                    "rng": rng_state(),
-                    "config": config.to_dict(),
-                },
-            )
-            write_metrics(run, config, state, split, test=None, wall=time.perf_counter() - started)
-        distributed.barrier(ctx)
-        if on_epoch is not None:
-            on_epoch(dict(entry))
 
-    if state.stopped_early and ctx.is_main:
-        log.info("early stopping after epoch %d (best epoch %d)", state.epoch, state.best_epoch)
-    model.load_state_dict(load_state_dict_file(run.weights))
-    if ctx.is_main:
-        test = None
-        if split.test:
-            if config.cache_features:  # the frozen backbone's test features are cached too
-                test_module = eval_module
-                test_batches = tdata.unshuffled(tdata.tensor_dataset(*feats["test"]), batch_size=bs)
-            else:
-                test_ds = tdata.torch_dataset(config, dataset, split.subset("test"), train=False)
-                test_module = model
-                test_batches = tdata.unshuffled(test_ds, batch_size=bs, num_workers=workers)
-            test = evaluate_batches(
-                test_module,
-                test_batches,
-                num_classes=num_classes,
-                top_k=config.top_k,
-                criterion=eval_criterion,
-                autocast=autocast,
-                channels_last=config.channels_last,
-            ).result(dataset.classes)
-        metrics = write_metrics(
-            run, config, state, split, test=test, wall=time.perf_counter() - started
-        )
-        write_card(run, config, dataset, given_card, metrics, precision)
-        write_plots(run, state, test, dataset.classes)
-    distributed.barrier(ctx)
-    return run
+def _save_epoch(
+    fit: Fit,
+    optimizer: torch.optim.Optimizer,
+    state: FitState,
+    entry: dict[str, Any],
+    *,
+    is_best: bool,
+) -> None:
+    """Rank 0 after each epoch: best weights, cadence checkpoints, the resumable state."""
+    config, run, model, epoch = fit.config, fit.run, fit.model, entry["epoch"]
+    log.info(
+        "epoch %d/%d: %s",
+        epoch,
+        config.epochs,
+        ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if isinstance(v, float)),
+    )
+    if is_best:
+        save_state_dict(run.weights, model)
+    if config.checkpoint_frequency and epoch % config.checkpoint_frequency == 0:
+        save_state_dict(run.checkpoints / f"epoch-{epoch:04d}.pt", model)
+    save_checkpoint(
+        run.last,
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "state": state.to_dict(),
+            "rng": rng_state(),
+            "config": config.to_dict(),
+        },
+    )
+    write_metrics(run, config, state, fit.split, test=None, wall=time.perf_counter() - fit.started)
+
+
+def _finish(fit: Fit, inputs: Inputs, state: FitState, given_card: ModelCard | None) -> None:
+    """Rank 0 at the end: test metrics of the best weights, card and plots."""
+    test = None
+    if fit.split.test:
+        module, batches = inputs.test()
+        test = _evaluate(fit, module, batches).result(fit.dataset.classes)
+    metrics = write_metrics(
+        fit.run, fit.config, state, fit.split, test=test, wall=time.perf_counter() - fit.started
+    )
+    write_card(fit.run, fit.config, fit.dataset, given_card, metrics, fit.precision)
+    write_plots(fit.run, state, test, fit.dataset.classes)
 
 
 def _restore(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, ctx) -> FitState:
