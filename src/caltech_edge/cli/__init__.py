@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "export",
     "compress",
     "runtime",
+    "package",
     "quickstart",
     "benchmark",
     "toolchain",

@@ -18,7 +18,6 @@ from typing import Any
 def register(sub: Any) -> None:
     _register_infer(sub)
     _register_serve(sub)
-    _register_package(sub)
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -389,29 +388,4 @@ def _serve(args: argparse.Namespace) -> int:
         server.serve_forever()
     finally:
         server.shutdown()
-    return 0
-
-
-def _register_package(sub: Any) -> None:
-    p = sub.add_parser(
-        "package",
-        help="device bundle: deeplens (model.tar.gz + Lambda zip), rpi, coral, jetson, coreml",
-        description="Bundle checked models, the runtime, pinned requirements and start "
-        "scripts for one device (docs/devices.md).",
-    )
-    p.add_argument("export_dir", help="an export directory (caltech-edge export --out)")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument(
-        "--target",
-        default="deeplens",
-        help="device: deeplens (default), rpi, coral, jetson, coreml (the bundles registry)",
-    )
-    p.set_defaults(func=_package)
-
-
-def _package(args: argparse.Namespace) -> int:
-    from ..export.bundles import package_target
-    from ._common import print_json
-
-    print_json(package_target(args.export_dir, target=args.target, out=args.out))
     return 0
