@@ -5,6 +5,10 @@ full 533-image figures with the recipe search are in docs/export.md."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
+import numpy as np
 import pytest
 
 from caltech_edge.export.pipeline import load_checkpoint_source
@@ -82,6 +86,36 @@ def test_real_onnx_trt_int8(real, calibration, tmp_path):
     onnx_path = export_onnx(source.model, source.card, tmp_path / "model.onnx")
     int8 = quantize_trt_onnx(onnx_path, tmp_path / "trt" / "model.onnx", calibration=calibration)
     _check(int8, real, "onnxruntime", fp=False)
+
+
+@pytest.mark.skipif(
+    shutil.which("trtexec") is None or shutil.which("nvidia-smi") is None,
+    reason="building a TensorRT engine needs TensorRT (trtexec) and an NVIDIA GPU",
+)
+def test_real_tensorrt_engine_matches_pytorch(real, calibration, tmp_path):
+    """The Jetson route end to end: the bundled trtexec command builds the engine from the
+    QDQ graph, and the engine gives PyTorch's top-1 on the real photos."""
+    import onnx
+
+    pytest.importorskip("polygraphy", reason="running the engine needs polygraphy + tensorrt")
+    from polygraphy.backend.common import BytesFromPath
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    from caltech_edge.export.onnx import export_onnx
+    from caltech_edge.export.tensorrt import quantize_trt_onnx
+
+    source, images, reference = real
+    onnx_path = export_onnx(source.model, source.card, tmp_path / "model.onnx")
+    int8 = quantize_trt_onnx(onnx_path, tmp_path / "trt" / "model.onnx", calibration=calibration)
+    built = subprocess.run(["sh", str(int8.parent / "trtexec.sh")], capture_output=True, text=True)
+    engine = int8.parent / "model.engine"
+    assert built.returncode == 0 and engine.is_file(), built.stdout[-2000:] + built.stderr[-2000:]
+    graph = onnx.load(str(int8))
+    name_in, name_out = graph.graph.input[0].name, graph.graph.output[0].name
+    with TrtRunner(EngineFromBytes(BytesFromPath(str(engine)))) as runner:
+        logits = np.concatenate([runner.infer({name_in: x[None]})[name_out] for x in images.batch])
+    agreement = float((logits.argmax(1) == reference.argmax(1)).mean())
+    assert agreement >= 0.96, f"TensorRT INT8 engine agrees with PyTorch on {agreement:.1%}"
 
 
 def test_real_coreml_structure(real, tmp_path):
