@@ -107,8 +107,13 @@ def test_tflite_int8_full_integer_with_edgetpu_report(tiny, synthetic_root, tmp_
         d["name"] for d in interpreter.get_tensor_details() if d["dtype"] == np.float32
     ]
     assert not float_tensors  # full integer
+    from caltech_edge.export.tflite import INT8_RECIPES
+
     quant = read_tflite_card(path).extra["quantization"]
-    assert quant["recipe"] in ("histogram", "minmax", "moving-average")
+    full_integer = [name for name, opts in INT8_RECIPES if not opts.get("float_logits")]
+    assert INT8_RECIPES[: len(full_integer)] == tuple(r for r in INT8_RECIPES
+                                                      if r[0] in full_integer)  # fmt: skip
+    assert quant["recipe"] in full_integer and quant["logits"] == "int8"
     assert 0.0 <= quant["agreement"] <= 1.0 and quant["recipes_tried"]
     tpu = json.loads((path.parent / "edgetpu_report.json").read_text())
     assert tpu["compiled"] is False and tpu["ops_total"] == tpu["ops_on_tpu"] > 0
@@ -123,6 +128,47 @@ def test_tflite_int8_full_integer_with_edgetpu_report(tiny, synthetic_root, tmp_
         assert edgetpu.kind == "structural"
     summary = json.loads(result.summary.read_text())
     assert summary["formats"]["edgetpu"]["verification"]["top1_agreement"] is None
+
+
+def test_tflite_int8_float_logits_recipe_is_int8_in_float_out(tiny, synthetic_root, tmp_path):
+    """The fallback recipe: the classifier's output is not rounded; the file says so, the
+    runtime reads its float output, and the Edge TPU report puts only the tail on the CPU."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from caltech_edge.export.edgetpu import compatibility_report
+    from caltech_edge.export.tflite import export_tflite_int8
+    from caltech_edge.export.tflite_metadata import read_tflite_card
+    from caltech_edge.export.verify import load_images, torch_predictor
+    from caltech_edge.runtime.backends import open_runtime
+
+    model, card = tiny
+    calibration = _calibration(card, synthetic_root)
+    path = export_tflite_int8(model, card, tmp_path / "model.tflite", calibration=calibration,
+                              recipe="histogram-float-logits")  # fmt: skip
+    interpreter = Interpreter(str(path))
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert interpreter.get_output_details()[0]["dtype"] == np.float32
+    quant = read_tflite_card(path).extra["quantization"]
+    assert quant["recipe"] == "histogram-float-logits" and quant["logits"] == "float"
+    report = compatibility_report(path)
+    cpu = [op["op"] for op in report["ops"] if op["placement"] == "cpu"]
+    assert cpu and cpu[0] == "DEQUANTIZE" and report["ops_on_tpu"] > len(cpu)
+    assert all(op["placement"] == "cpu" for op in report["ops"][report["first_cpu_op"]["index"]:])
+    images = load_images(card, data=synthetic_root, limit=16)
+    ours = open_runtime(path).infer
+    got = np.concatenate([ours(images.batch[i : i + 1]) for i in range(len(images.batch))])
+    want = torch_predictor(model)(images.batch)
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.9
+
+
+def _calibration(card, root):
+    import warnings
+
+    from caltech_edge.data.calibration import CalibrationReader
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a small synthetic set: below the recommended 100
+        return CalibrationReader.from_dataset(root, spec=card.preprocess, calib_size=48)
 
 
 def test_edgetpu_report_sends_float_ops_to_the_cpu(tiny, synthetic_root, tmp_path):
@@ -153,7 +199,9 @@ def test_executorch_fp32_and_int8(tiny, synthetic_root, tmp_path):
     assert int8.passed and int8.precision == "int8" and int8.top1_agreement >= 0.9
     card = json.loads((result.artifacts["executorch-int8"].parent / "model.card.json").read_text())
     assert card["extra"]["delegate"] == "xnnpack"
-    assert card["extra"]["quantization"]["backend"] == "executorch-xnnpack-pt2e"
+    quant = card["extra"]["quantization"]
+    assert quant["backend"] == "executorch-xnnpack-pt2e"
+    assert quant["recipe"] == "histogram-float-logits" and quant["logits"] == "float"
     assert (
         result.artifacts["executorch-int8"].stat().st_size
         < result.artifacts["executorch"].stat().st_size

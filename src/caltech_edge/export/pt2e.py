@@ -81,18 +81,26 @@ def quantize_pt2e(
     to_input: Callable[[Any], Any],
     *,
     fold_quantize: bool = True,
+    float_logits: bool = False,
 ) -> Any:
     """``module`` (eval) -> converted PT2E graph module with q/dq nodes.
 
     ``fold_quantize``: store the weights as int8 constants (ExecuTorch's lowering needs
-    it); litert-torch wants them unfolded (it quantizes the float weights itself)."""
+    it); litert-torch wants them unfolded (it quantizes the float weights itself).
+    ``float_logits``: no int8 rounding after the last reducing op
+    (:mod:`caltech_edge.compress.float_logits`)."""
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     graph = torch.export.export(module.eval(), (sample,)).module()
     prepared = prepare_pt2e(graph, quantizer)
     calibrate(prepared, calibration, to_input)
-    return convert_pt2e(prepared, fold_quantize=fold_quantize)
+    converted = convert_pt2e(prepared, fold_quantize=fold_quantize)
+    if float_logits:
+        from ..compress.float_logits import pt2e_float_logits
+
+        pt2e_float_logits(converted)
+    return converted
 
 
 def search_model_int8(

@@ -31,13 +31,19 @@ from ..errors import ConfigError, ExportError
 
 METHODS = ("minmax", "percentile", "entropy")
 
-# Ordered recipes of the accuracy-aware search (first reaching the target is kept).
+# Ordered recipes of the accuracy-aware search (first reaching the target is kept). All
+# keep the logits in float (compress/float_logits.py: no int8 rounding of the class
+# scores). Then float layers: TensorRT runs a QDQ-free layer in FP16 (trtexec --fp16), so
+# the label-free sensitivity pass's most damaging layers (compress/sensitivity.py) cost
+# some speed, not a second engine.
+_FL = {"float_logits": True}
 INT8_RECIPES: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("percentile-99.999", {"method": "percentile", "percentile": 99.999}),
-    ("percentile-99.99", {"method": "percentile", "percentile": 99.99}),
-    ("minmax", {"method": "minmax"}),
-    ("entropy", {"method": "entropy"}),
-    ("percentile-keep-classifier", {"method": "percentile", "exclude_classifier": True}),
+    ("percentile-99.999-float-logits", {"method": "percentile", "percentile": 99.999, **_FL}),
+    ("percentile-99.99-float-logits", {"method": "percentile", "percentile": 99.99, **_FL}),
+    ("minmax-float-logits", {"method": "minmax", **_FL}),
+    ("entropy-float-logits", {"method": "entropy", **_FL}),
+    ("percentile-3-sensitive-float", {"method": "percentile", "keep_sensitive": 3, **_FL}),
+    ("percentile-6-sensitive-float", {"method": "percentile", "keep_sensitive": 6, **_FL}),
 )
 
 
@@ -57,8 +63,14 @@ def quantize_trt_onnx(
     method: str = "percentile",
     percentile: float = 99.999,
     exclude_classifier: bool = False,
+    keep_sensitive: int = 0,
+    float_logits: bool = False,
 ) -> Path:
-    """One symmetric QDQ INT8 ONNX (one recipe); ``trtexec.sh`` beside it."""
+    """One symmetric QDQ INT8 ONNX (one recipe); ``trtexec.sh`` beside it.
+
+    ``keep_sensitive``: that many of the layers a label-free sensitivity pass finds most
+    damaging stay float (FP16 in the engine); ``float_logits``: no rounding of the class
+    scores (both as in :func:`caltech_edge.compress.onnx_int8.quantize_onnx`)."""
     import onnx
 
     from ..compress._artifact import derived_card, save_onnx_with_card, source_card
@@ -79,7 +91,8 @@ def quantize_trt_onnx(
     with tempfile.TemporaryDirectory(prefix="ce-trt-") as tmp:
         pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         _preprocess(src, pre)
-        excluded = [classifier_node(onnx.load(str(pre)))] if exclude_classifier else []
+        graph = onnx.load(str(pre))
+        excluded = [classifier_node(graph)] if exclude_classifier else []
         static_qdq(
             src,
             pre,
@@ -93,6 +106,17 @@ def quantize_trt_onnx(
             extra=extra,
         )
         model = onnx.load(str(q))
+        if float_logits:
+            from ..compress.float_logits import onnx_float_logits
+
+            onnx_float_logits(model)
+        if keep_sensitive > 0:
+            from ..compress.sensitivity import calibration_images, keep_sensitive_onnx
+
+            model, ranking = keep_sensitive_onnx(
+                model, graph, calibration_images(calibration), int(keep_sensitive)
+            )
+            excluded += [n for n, gain in ranking[: int(keep_sensitive)] if gain > 0]
     command = trtexec_command(out.name, out.with_suffix(".engine").name)
     new_card = derived_card(
         base,
@@ -108,6 +132,7 @@ def quantize_trt_onnx(
             "method": method,
             "percentile": float(percentile) if method == "percentile" else None,
             "excluded_nodes": excluded,
+            "logits": "float" if float_logits else "int8",
             "calibration_images": len(calibration),
         },
         trtexec=command,
