@@ -109,7 +109,7 @@ def converted(tiny_model, tiny_calibration):
         return quantize_pt2e(model, sample, quantizer, tiny_calibration, lambda x: x,
                              float_logits=float_logits)  # fmt: skip
 
-    return model, make
+    return make
 
 
 def _pairs_after_last_reducer(gm) -> int:
@@ -125,7 +125,7 @@ def test_pt2e_float_logits_leaves_the_classifier_output_in_float(converted, tiny
 
     from caltech_edge.compress.sensitivity import calibration_images
 
-    model, make = converted
+    make = converted
     plain, floated = make(False), make(True)
     assert _pairs_after_last_reducer(plain) > 0 and _pairs_after_last_reducer(floated) == 0
     count = lambda gm: sum("quantize" in str(n.target) for n in gm.graph.nodes)  # noqa: E731

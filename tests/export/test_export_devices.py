@@ -153,7 +153,7 @@ def test_tflite_int8_float_logits_recipe_is_int8_in_float_out(tiny, synthetic_ro
     report = compatibility_report(path)
     cpu = [op["op"] for op in report["ops"] if op["placement"] == "cpu"]
     assert cpu and cpu[0] == "DEQUANTIZE" and report["ops_on_tpu"] > len(cpu)
-    assert all(op["placement"] == "cpu" for op in report["ops"][report["first_cpu_op"]["index"]:])
+    assert all(op["placement"] == "cpu" for op in report["ops"][report["first_cpu_op"]["index"] :])
     images = load_images(card, data=synthetic_root, limit=16)
     ours = open_runtime(path).infer
     got = np.concatenate([ours(images.batch[i : i + 1]) for i in range(len(images.batch))])
