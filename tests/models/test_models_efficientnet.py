@@ -177,7 +177,11 @@ def test_int8_calibrated_from_a_flat_folder_still_says_school_bus(exported, samp
     calib = calibration_reader(flat, spec=card.preprocess, calib_size=36)
     assert calib.count == 36 and not calib.indices  # the folder path, not a dataset split
     out = quantize(
-        src, out=tmp_path / "int8", backend="onnxruntime", calibration=calib, recipe="minmax"
+        src,
+        out=tmp_path / "int8",
+        backend="onnxruntime",
+        calibration=calib,
+        recipe="minmax-float-logits",
     )
     x = _batch(_photos(sample_root, "178.school-bus", 30), card.preprocess)
     top1 = open_runtime(out).infer(x).argmax(1)
