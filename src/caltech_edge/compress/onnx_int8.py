@@ -227,20 +227,11 @@ def quantize_onnx(
             extra=extra,
             quant_format=settings.quant_format,
         )
-        model = onnx.load(str(q))
-        if settings.float_logits:
-            from .float_logits import onnx_float_logits
-
-            onnx_float_logits(model)
-        if settings.keep_sensitive > 0:
-            from .sensitivity import calibration_images, keep_sensitive_onnx
-
-            model, ranking = keep_sensitive_onnx(
-                model, graph, calibration_images(calibration), settings.keep_sensitive
-            )
-            sensitive = [n for n, gain in ranking[: settings.keep_sensitive] if gain > 0]
-            log.info("kept in float (most sensitive): %s", sensitive)
-            excluded += sensitive
+        model, floated = refine_qdq(
+            onnx.load(str(q)), graph, calibration,
+            float_logits=settings.float_logits, keep_sensitive=settings.keep_sensitive,
+        )  # fmt: skip
+        excluded += floated
     new_card = derived_card(
         base,
         src,
@@ -256,6 +247,26 @@ def quantize_onnx(
     save_onnx_with_card(model, out, new_card)
     log.info("INT8 ONNX written to %s", out)
     return out
+
+
+def refine_qdq(model, fp32, calibration, *, float_logits: bool, keep_sensitive: int):
+    """The edits every ONNX Runtime QDQ row (uint8 here, symmetric for TensorRT) makes after
+    ``quantize_static``: float logits, then the ``keep_sensitive`` most damaging layers back
+    in float (``fp32``: the pre-processed float graph). Returns (model, layers kept float)."""
+    if float_logits:
+        from .float_logits import onnx_float_logits
+
+        onnx_float_logits(model)
+    if keep_sensitive <= 0:
+        return model, []
+    from .sensitivity import calibration_images, keep_sensitive_onnx
+
+    model, ranking = keep_sensitive_onnx(
+        model, fp32, calibration_images(calibration), int(keep_sensitive)
+    )
+    sensitive = [n for n, gain in ranking[: int(keep_sensitive)] if gain > 0]
+    log.info("kept in float (most sensitive): %s", sensitive)
+    return model, sensitive
 
 
 def quantize_onnx_dynamic(

@@ -74,7 +74,7 @@ def quantize_trt_onnx(
     import onnx
 
     from ..compress._artifact import derived_card, save_onnx_with_card, source_card
-    from ..compress.onnx_int8 import _preprocess, classifier_node, static_qdq
+    from ..compress.onnx_int8 import _preprocess, classifier_node, refine_qdq, static_qdq
 
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
@@ -105,18 +105,11 @@ def quantize_trt_onnx(
             excluded=excluded,
             extra=extra,
         )
-        model = onnx.load(str(q))
-        if float_logits:
-            from ..compress.float_logits import onnx_float_logits
-
-            onnx_float_logits(model)
-        if keep_sensitive > 0:
-            from ..compress.sensitivity import calibration_images, keep_sensitive_onnx
-
-            model, ranking = keep_sensitive_onnx(
-                model, graph, calibration_images(calibration), int(keep_sensitive)
-            )
-            excluded += [n for n, gain in ranking[: int(keep_sensitive)] if gain > 0]
+        model, floated = refine_qdq(
+            onnx.load(str(q)), graph, calibration,
+            float_logits=float_logits, keep_sensitive=keep_sensitive,
+        )  # fmt: skip
+        excluded += floated
     command = trtexec_command(out.name, out.with_suffix(".engine").name)
     new_card = derived_card(
         base,
