@@ -83,22 +83,10 @@ def onnx_float_logits(model: Any) -> int:
                         consumer.input[k] = source
         model.graph.node.remove(node)
         removed += 1
-    _drop_unused(model)
+    from .sensitivity import drop_dead_nodes
+
+    drop_dead_nodes(model)  # the QuantizeLinear nodes nothing reads any more
     return removed
-
-
-def _drop_unused(model: Any) -> None:
-    """QuantizeLinear nodes (and their scale/zero-point initializers) nothing reads any more."""
-    while True:
-        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-        dead = [n for n in model.graph.node if not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            model.graph.node.remove(n)
-    used = {i for n in model.graph.node for i in n.input}
-    for init in [i for i in model.graph.initializer if i.name not in used]:
-        model.graph.initializer.remove(init)
 
 
 def _is(node: Any, kind: str) -> bool:

@@ -101,7 +101,7 @@ def float_layers(qdq, fp32, names: Sequence[str]):
                     node.input[idx] = tensor.name
     for name in names:
         _restore_fused_activation(model, fp32, name)
-    _drop_dead(model)
+    drop_dead_nodes(model)
     return model
 
 
@@ -148,7 +148,7 @@ def _restore_fused_activation(model, fp32, name: str) -> None:
     model.graph.node.insert(pos + 1, copy)
 
 
-def _drop_dead(model) -> None:
+def drop_dead_nodes(model) -> None:
     """Remove nodes (and initializers) no graph output depends on any more."""
     while True:
         used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
