@@ -186,3 +186,29 @@ def test_int8_calibrated_from_a_flat_folder_still_says_school_bus(exported, samp
     x = _batch(_photos(sample_root, "178.school-bus", 30), card.preprocess)
     top1 = open_runtime(out).infer(x).argmax(1)
     assert (top1 == SCHOOL_BUS).mean() >= 0.8
+
+
+def test_static_padding_is_exact_and_lets_core_ml_convert(tmp_path):
+    """timm's TF-"same" convolutions pad by sizes computed in forward, which Core ML's
+    converter cannot trace; the constant-padding copy gives the same logits and converts."""
+    import torch
+    from timm.layers.conv2d_same import Conv2dSame
+
+    from caltech_edge.card import ModelCard
+    from caltech_edge.export.coreml import coreml_structure, export_coreml, structure_problems
+    from caltech_edge.models import arch_preprocess, create_model, static_padding
+
+    model = create_model("efficientnet_lite0", num_classes=3, weights="none").eval()
+    assert any(isinstance(m, Conv2dSame) for m in model.modules())
+    static = static_padding(model, (1, 3, 224, 224))
+    assert not any(isinstance(m, Conv2dSame) for m in static.modules())
+    assert any(isinstance(m, Conv2dSame) for m in model.modules())  # the original is untouched
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(model(x), static(x))
+    squeeze = create_model("squeezenet1_1", num_classes=3, weights="none")
+    assert static_padding(squeeze, (1, 3, 224, 224)) is squeeze  # nothing to do, no copy
+    card = ModelCard(arch="efficientnet_lite0", class_names=["a", "b", "c"],
+                     preprocess=arch_preprocess("efficientnet_lite0"))  # fmt: skip
+    path = export_coreml(model, card, tmp_path / "model.mlpackage")
+    assert structure_problems(coreml_structure(path), card) == []

@@ -95,9 +95,12 @@ def export_coreml(
     consts = image_type_constants(card)
     layout = ct.colorlayout.RGB if card.preprocess.channel_order == "RGB" else ct.colorlayout.BGR
     sample = torch.zeros(card.input_shape, dtype=torch.float32)
+    from ..models import static_padding
+
     try:
         with torch.no_grad():
-            traced = torch.jit.trace(_head(model.eval(), card.preprocess.std), sample)
+            static = static_padding(model.eval(), card.input_shape)
+            traced = torch.jit.trace(_head(static, card.preprocess.std), sample)
         mlmodel = ct.convert(
             traced,
             inputs=[

@@ -23,6 +23,7 @@ __all__ = [
     "load_backbone",
     "load_state_dict_file",
     "names_for",
+    "static_padding",
 ]
 
 __getattr__ = lazy_getattr(
@@ -40,5 +41,6 @@ __getattr__ = lazy_getattr(
         "head_parameter_names": _ZOO,
         "load_backbone": _ZOO,
         "load_state_dict_file": _ZOO,
+        "static_padding": "caltech_edge.models.efficientnet",
     },
 )

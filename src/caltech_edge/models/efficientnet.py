@@ -173,3 +173,48 @@ def split_backbone_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     names = ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "global_pool")
     backbone = nn.Sequential(*(model.get_submodule(n) for n in names))
     return backbone, model.get_submodule("classifier")
+
+
+def static_padding(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
+    """A copy of ``model`` whose TF-"same" convolutions pad by constants for ``input_shape``.
+
+    Why: timm's ``Conv2dSame`` (the stride-2 convolutions of the ``tf_`` EfficientNets)
+    computes its padding from the input size in ``forward``; ``torch.jit.trace`` records
+    those integer computations as ops, which coremltools cannot convert ("only
+    0-dimensional arrays can be converted to Python scalars"). For a fixed input size the
+    padding is a constant: each such convolution becomes ``ZeroPad2d`` + an ordinary
+    ``Conv2d`` with the same weights (numerically identical). Models without them are
+    returned unchanged (not copied).
+    """
+    import copy
+
+    try:
+        from timm.layers.conv2d_same import Conv2dSame as same
+        from timm.layers.padding import pad_same_arg
+    except ImportError:  # no timm: no timm modules in the model either
+        return model
+    if not any(isinstance(m, same) for m in model.modules()):
+        return model
+    model = copy.deepcopy(model).eval()
+    sizes: dict[str, tuple[int, int]] = {}
+    hooks = [
+        m.register_forward_pre_hook(
+            lambda mod, args, n=name: sizes.__setitem__(n, args[0].shape[-2:])
+        )
+        for name, m in model.named_modules()
+        if isinstance(m, same)
+    ]
+    with torch.no_grad():
+        model(torch.zeros(input_shape))
+    for hook in hooks:
+        hook.remove()
+    for name, size in sizes.items():
+        conv = model.get_submodule(name)
+        pad = pad_same_arg(list(size), conv.kernel_size, conv.stride, conv.dilation)
+        plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0,
+                          conv.dilation, conv.groups, conv.bias is not None)  # fmt: skip
+        plain.load_state_dict(conv.state_dict())
+        parent, _, leaf = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, leaf,
+                nn.Sequential(nn.ZeroPad2d(tuple(pad)), plain))  # fmt: skip
+    return model
