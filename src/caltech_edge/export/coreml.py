@@ -89,14 +89,14 @@ def export_coreml(
     ct = require("coremltools", "coreml", purpose="Core ML export")
     import torch
 
+    from ..models import static_padding
+
     if weights not in WEIGHTS:
         raise ConfigError(f"weights must be one of {', '.join(WEIGHTS)}; got {weights!r}")
     path = Path(path)
     consts = image_type_constants(card)
     layout = ct.colorlayout.RGB if card.preprocess.channel_order == "RGB" else ct.colorlayout.BGR
     sample = torch.zeros(card.input_shape, dtype=torch.float32)
-    from ..models import static_padding
-
     try:
         with torch.no_grad():
             static = static_padding(model.eval(), card.input_shape)

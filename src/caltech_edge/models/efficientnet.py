@@ -196,10 +196,10 @@ def static_padding(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
     if not any(isinstance(m, same) for m in model.modules()):
         return model
     model = copy.deepcopy(model).eval()
-    sizes: dict[str, tuple[int, int]] = {}
+    sizes: dict[str, list[int]] = {}
     hooks = [
         m.register_forward_pre_hook(
-            lambda mod, args, n=name: sizes.__setitem__(n, args[0].shape[-2:])
+            lambda mod, args, n=name: sizes.__setitem__(n, list(args[0].shape[-2:]))
         )
         for name, m in model.named_modules()
         if isinstance(m, same)
@@ -210,11 +210,15 @@ def static_padding(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
         hook.remove()
     for name, size in sizes.items():
         conv = model.get_submodule(name)
-        pad = pad_same_arg(list(size), conv.kernel_size, conv.stride, conv.dilation)
-        plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0,
-                          conv.dilation, conv.groups, conv.bias is not None)  # fmt: skip
+        assert isinstance(conv, nn.Conv2d)  # Conv2dSame is one
+        left, right, top, bottom = pad_same_arg(
+            list(size), list(conv.kernel_size), list(conv.stride), list(conv.dilation)
+        )
+        (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
+        plain = nn.Conv2d(conv.in_channels, conv.out_channels, (kh, kw), (sh, sw), 0, (dh, dw),
+                          conv.groups, conv.bias is not None)  # fmt: skip
         plain.load_state_dict(conv.state_dict())
         parent, _, leaf = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, leaf,
-                nn.Sequential(nn.ZeroPad2d(tuple(pad)), plain))  # fmt: skip
+                nn.Sequential(nn.ZeroPad2d((left, right, top, bottom)), plain))  # fmt: skip
     return model
