@@ -85,7 +85,10 @@ def test_ctrl_c_in_the_core_stops_the_child(tmp_path: Path) -> None:
     script = tmp_path / "core.py"
     script.write_text(
         textwrap.dedent("""
-        import sys
+        import signal, sys
+        # Ctrl-C as in a terminal, even when the suite runs as a background job (a shell
+        # starts those with SIGINT ignored, and Python keeps an inherited SIG_IGN)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from caltech_edge.toolchains.client import Worker
         w = Worker("mxnet", python=sys.executable)
         print(w.proc.pid, flush=True)
