@@ -99,14 +99,17 @@ def converted(tiny_model, tiny_calibration):
         get_symmetric_quantization_config,
     )
 
+    from caltech_edge.compress.sensitivity import calibration_images
+    from caltech_edge.data.calibration import CalibrationReader
     from caltech_edge.export.pt2e import quantize_pt2e
 
     model, card = tiny_model
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config())
     sample = torch.zeros(card.input_shape)
+    few = CalibrationReader.from_arrays(list(calibration_images(tiny_calibration, limit=12)))
 
     def make(float_logits: bool):
-        return quantize_pt2e(model, sample, quantizer, tiny_calibration, lambda x: x,
+        return quantize_pt2e(model, sample, quantizer, few, lambda x: x,
                              float_logits=float_logits)  # fmt: skip
 
     return make
