@@ -182,14 +182,58 @@ def test_edgetpu_report_sends_float_ops_to_the_cpu(tiny, synthetic_root, tmp_pat
     assert "float32" in " ".join(report["first_cpu_op"]["problems"])
 
 
-def test_uint8_io_is_a_clear_error(tiny, tmp_path):
+def test_tflite_int8_uint8_io_is_exact_and_selectable(tiny, synthetic_root, tmp_path):
+    """uint8 I/O (Coral's classic interface): QUANTIZE ops at the edges, bit-exact with the
+    int8 file, chosen with ``--option tflite-int8.io_type=uint8``; bad names are one line."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from caltech_edge.export import export
     from caltech_edge.export.tflite import export_tflite_int8
+    from caltech_edge.export.tflite_io import uint8_interface
+    from caltech_edge.runtime import load_model
 
     model, card = tiny
-    with pytest.raises(ConfigError, match=r"uint8.*int8"):
-        export_tflite_int8(model, card, tmp_path / "m.tflite", calibration=None, io_type="uint8")
+    result = export(
+        model, card=card, formats="tflite-int8", out=tmp_path / "u8", data=synthetic_root,
+        verify_images=16, progress=False,
+        options={"tflite-int8": {"io_type": "uint8", "recipe": "histogram"}},
+    )  # fmt: skip
+    report = result.reports["tflite-int8"]
+    assert report.passed and report.top1_agreement >= 0.9, report.summary()
+    path = result.artifacts["tflite-int8"]
+    edges = Interpreter(str(path))
+    assert edges.get_input_details()[0]["dtype"] == np.uint8
+    assert edges.get_output_details()[0]["dtype"] == np.uint8
+    assert "uint8" in json.dumps(load_model(path).card.extra["quantization"])
+    tpu = json.loads((path.parent / "edgetpu_report.json").read_text())
+    assert tpu["ops_total"] == tpu["ops_on_tpu"] and "QUANTIZE" in tpu["by_op"]
+    # exactness: one int8 file, and the same bytes with uint8 edges, on random inputs
+    from caltech_edge.data.calibration import calibration_reader
+    from caltech_edge.export.tflite import quantize_tflite
+
+    calib = calibration_reader(synthetic_root, spec=card.preprocess, batch_size=1)
+    plain = quantize_tflite(model, card, tmp_path / "i8" / "m.tflite", calibration=calib)
+    int8 = Interpreter(model_content=plain.read_bytes())
+    u8 = Interpreter(model_content=uint8_interface(plain.read_bytes()))
+    int8.allocate_tensors()
+    u8.allocate_tensors()
+    inp, out = u8.get_input_details()[0], u8.get_output_details()[0]
+    i8_in, i8_out = int8.get_input_details()[0], int8.get_output_details()[0]
+    assert inp["dtype"] == np.uint8 and i8_in["dtype"] == np.int8
+    assert inp["quantization"] == (i8_in["quantization"][0], i8_in["quantization"][1] + 128)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x = rng.integers(0, 256, size=inp["shape"], dtype=np.uint8)
+        u8.set_tensor(inp["index"], x)
+        int8.set_tensor(i8_in["index"], (x.astype(np.int16) - 128).astype(np.int8))
+        u8.invoke()
+        int8.invoke()
+        got = u8.get_tensor(out["index"]).astype(np.int16) - 128
+        np.testing.assert_array_equal(got, int8.get_tensor(i8_out["index"]))
     with pytest.raises(ConfigError, match="io_type must be one of"):
         export_tflite_int8(model, card, tmp_path / "m.tflite", calibration=None, io_type="u4")
+    with pytest.raises(ExportError, match="no int8 input or output"):
+        uint8_interface(path.read_bytes())
 
 
 def test_executorch_fp32_and_int8(tiny, synthetic_root, tmp_path):

@@ -87,3 +87,20 @@ def test_cli_checkpoint_errors_name_the_file(tmp_path, ckpt, capsys) -> None:
     argv = ["export", "--checkpoint", str(bad), "--arch", "squeezenet1_1", "--classes"]
     assert main([*argv, str(ckpt[1]), "--out", str(tmp_path / "o")]) == 2
     assert str(bad) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("onnx.opst=12", "onnx has no option 'opst'; it takes:"),
+        ("tflite-int8.io_type=uint8", "'tflite-int8' is not among the formats exported (onnx)"),
+        ("io_type=uint8", "--option expects FORMAT.KEY=VALUE"),
+    ],
+)
+def test_cli_option_errors_are_one_line(option, message, tmp_path, ckpt, capsys) -> None:
+    argv = ["export", "--checkpoint", str(ckpt[0]), "--arch", "squeezenet1_1", "--classes"]
+    argv += [str(ckpt[1]), "--to", "onnx", "--option", option, "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "onnx").exists()  # refused before any work

@@ -45,6 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="input size of --checkpoint (default: the arch's own, e.g. 224; 240 for efficientnet_lite1)",
     )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="FORMAT.KEY=VALUE",
+        help="a producer option of one row, e.g. tflite-int8.io_type=uint8 or "
+        "onnx-int8.recipe=minmax-float-logits (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print the export summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_export)
@@ -84,6 +92,29 @@ def _source(args: argparse.Namespace) -> object:
     return load_checkpoint_source(*triple, image_size=args.image_size, workdir=workdir)
 
 
+def parse_options(items: list[str]) -> dict[str, dict[str, object]]:
+    """``["tflite-int8.io_type=uint8", ...]`` -> ``{"tflite-int8": {"io_type": "uint8"}}``.
+
+    Values are read as JSON when they parse (numbers, true/false, null), else as text.
+    """
+    import json
+
+    out: dict[str, dict[str, object]] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        name, dot, option = key.partition(".")
+        if not (eq and dot and name and option):
+            raise ConfigError(
+                f"--option expects FORMAT.KEY=VALUE (e.g. tflite-int8.io_type=uint8), got {item!r}"
+            )
+        try:
+            value: object = json.loads(text)
+        except ValueError:
+            value = text
+        out.setdefault(name, {})[option] = value
+    return out
+
+
 def _export(args: argparse.Namespace) -> int:
     from ..export.formats import parse_formats
     from ..export.onnx import check_opset
@@ -101,6 +132,7 @@ def _export(args: argparse.Namespace) -> int:
         data=args.data,
         verify_images=args.images or None,
         progress=not args.no_progress,
+        options=parse_options(args.option),
     )
     if args.json:
         import json

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
 from .._registry import Registry
-from ..errors import UnknownNameError
+from ..errors import ConfigError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,30 @@ class ExportFormat:
     def load_producer(self) -> Callable[..., Any]:
         producer: Callable[..., Any] = FORMAT_REGISTRY.get(self.name)
         return producer
+
+    def with_options(self, overrides: Mapping[str, Any]) -> ExportFormat:
+        """This row with ``overrides`` merged over its options (``--option NAME.KEY=VALUE``).
+
+        Each key must be a keyword parameter of the row's producer: a typo fails here, with
+        the accepted names, not deep inside a converter after minutes of calibration.
+        """
+        if not overrides:
+            return self
+        import inspect
+
+        params = inspect.signature(self.load_producer()).parameters
+        fixed = {"model", "card", "path", "src", "dst", "calibration", "opset", "dynamic_batch"}
+        accepted = sorted(
+            n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n not in fixed
+        )
+        passes_on = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        unknown = sorted(set(overrides) - set(accepted))
+        if unknown and not passes_on:  # a producer taking **options checks them itself
+            raise ConfigError(
+                f"--option {self.name}.{unknown[0]}: {self.name} has no option {unknown[0]!r}; "
+                f"it takes: {', '.join(accepted) or 'none'}"
+            )
+        return replace(self, options={**self.options, **overrides})
 
     def load_verifier(self) -> Callable[..., Any] | None:
         """The row's own verifier, or ``None`` for the numeric check of ``export.verify``."""

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_json
 from ..card import ModelCard, read_class_names, sidecar_path
-from ..errors import ExportError, VerificationError
+from ..errors import ConfigError, ExportError, VerificationError
 from ..frameworks.base import get_framework
 from ..rundir import RunDir
 from ..toolchains import needs_toolchain
@@ -207,11 +207,14 @@ def export(
     card: ModelCard | None = None,
     verify_images: int | None = DEFAULT_IMAGES,
     progress: bool = True,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ExportResult:
     """Export ``source`` to ``formats`` under ``out``, verify each artifact, write export.json.
 
     ``data``: the dataset the model is for (verification images; calibration for INT8
-    rows). ``progress``: a tqdm bar over the steps (stderr). Raises
+    rows). ``progress``: a tqdm bar over the steps (stderr). ``options``: per row name,
+    producer keywords over the row's defaults, e.g. ``{"tflite-int8": {"io_type": "uint8"}}``
+    (checked against the producer's signature before any work). Raises
     :class:`VerificationError` (after writing export.json) when an artifact does not match
     its source within its precision's tolerance.
     """
@@ -219,7 +222,7 @@ def export(
 
     from .onnx import check_opset
 
-    rows = with_dependencies(parse_formats(formats))
+    rows = _with_options(with_dependencies(parse_formats(formats)), options or {})
     opset = check_opset(opset)
     src = resolve_export_source(source, card=card)
     out = Path(out)
@@ -274,6 +277,20 @@ def export(
             )
         )
     return result
+
+
+def _with_options(
+    rows: Sequence[ExportFormat], options: Mapping[str, Mapping[str, Any]]
+) -> list[ExportFormat]:
+    """``rows`` with each one's producer options overridden from ``options[row name]``."""
+    names = [r.name for r in rows]
+    for name in options:
+        if name not in names:
+            raise ConfigError(
+                f"--option {name}.*: {name!r} is not among the formats exported "
+                f"({', '.join(names)}); add it to --to"
+            )
+    return [r.with_options(options.get(r.name, {})) for r in rows]
 
 
 def _write_summary(

@@ -199,6 +199,10 @@ def quantize_tflite(
         float_logits=float_logits,
     )
     data = _convert(converted, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+    if io_type == "uint8":  # PT2E writes int8 edges; requantize them exactly to uint8
+        from .tflite_io import uint8_interface
+
+        data = uint8_interface(data)
     quant = {
         "backend": "litert-pt2e",
         "activations": "int8 per-tensor affine",
@@ -216,14 +220,11 @@ def quantize_tflite(
 
 
 def check_io_type(io_type: str) -> str:
-    """int8 I/O is what litert-torch's PT2E path writes; uint8 I/O it cannot produce."""
+    """``int8`` (what litert-torch's PT2E path writes) or ``uint8`` (:mod:`.tflite_io`)."""
     if io_type not in IO_TYPES:
-        raise ConfigError(f"io_type must be one of {', '.join(IO_TYPES)}; got {io_type!r}")
-    if io_type == "uint8":
         raise ConfigError(
-            "io_type='uint8': litert-torch's PT2E converter writes int8 input/output tensors "
-            "only (uint8 I/O was a TF converter option); use io_type='int8' (the Edge TPU and "
-            "LiteRT run it; the runtime quantizes with the tensor's own scale/zero point)"
+            f"io_type must be one of {', '.join(IO_TYPES)}; got {io_type!r} "
+            "(e.g. --option tflite-int8.io_type=uint8)"
         )
     return io_type
 
