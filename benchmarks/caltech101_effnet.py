@@ -15,8 +15,8 @@ the result JSON says exactly which counts were used.
 
 Stretch stages (long; resumable through the trainer's own checkpoints):
 ``--finetune`` trains the whole network (bf16 autocast) with ``caltech-edge train``'s
-``train()``; ``--frontier`` then runs ``compress_report`` (prune -> fine-tune -> every INT8
-format: top-1, size, latency) on that run.
+``train()``. The prune -> fine-tune -> every-INT8 frontier of that run is
+``benchmarks/caltech101_frontier.py``.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def precision_compare(rounds: int = 3, steps: int = 4, batch: int = 32) -> dict:
 
 
 def stretch(args, root: Path, split_path: Path) -> dict:
-    """Full fine-tune (bf16) and the prune -> INT8 frontier; resumable via the trainer."""
+    """Full fine-tune (bf16); resumable via the trainer's checkpoints."""
     from caltech_edge.config import TrainConfig
     from caltech_edge.train import train
 
@@ -193,13 +193,7 @@ def stretch(args, root: Path, split_path: Path) -> dict:
         channels_last=True, split_file=str(split_path), seed=0,
     )  # fmt: skip
     run = train(config, data=root, out=args.run, resume=True, progress=True)
-    out: dict = {"finetune": json.loads(run.metrics.read_text())["test"]}
-    if args.frontier:
-        from caltech_edge.compress.pipeline import compress_report
-
-        report = compress_report(run, data=root, out=args.run.parent / "caltech101-frontier")
-        out["frontier"] = report["rows"]
-    return out
+    return {"finetune": json.loads(run.metrics.read_text())["test"]}
 
 
 def main() -> None:
@@ -211,7 +205,6 @@ def main() -> None:
     parser.add_argument("--l2", type=float, default=1e-3, help="L2 strength of the head")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/caltech101_effnet_cache"))
     parser.add_argument("--finetune", action="store_true", help="stretch: full fine-tune")
-    parser.add_argument("--frontier", action="store_true", help="stretch: prune -> INT8 table")
     parser.add_argument("--ft-epochs", type=int, default=6)
     parser.add_argument(
         "--precision-compare", action="store_true", help="bf16 vs FP32 training-step speed"

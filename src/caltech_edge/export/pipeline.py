@@ -159,6 +159,22 @@ def with_dependencies(formats: Sequence[ExportFormat]) -> tuple[ExportFormat, ..
     return tuple(f for f in FORMATS.values() if f.name in names)
 
 
+def _calibration(data: str | Path, card: ModelCard, run: Path | None) -> Any:
+    """Calibration images for INT8 rows: a run's own training split when ``data`` is its
+    dataset (the run's test images stay out, so its accuracy figures stay honest), else the
+    training part of a fresh split of ``data`` (or every image of a plain folder)."""
+    from ..data.calibration import calibration_reader
+    from ..errors import DatasetError
+
+    split = RunDir(run).split if run is not None else None
+    if split is not None and split.is_file():
+        try:
+            return calibration_reader(data, spec=card.preprocess, batch_size=1, split=split)
+        except DatasetError as exc:  # --data is another dataset: the run's split means nothing
+            log.info("%s: not the dataset of %s (%s); calibrating on a fresh split", data, run, exc)
+    return calibration_reader(data, spec=card.preprocess, batch_size=1)
+
+
 def _produce(
     fmt: ExportFormat,
     src: ExportSource,
@@ -178,9 +194,7 @@ def _produce(
                 f"format {fmt.name!r} needs calibration images: pass --data ROOT (the training "
                 "dataset), or use caltech-edge quantize"
             )
-        from ..data.calibration import calibration_reader
-
-        options["calibration"] = calibration_reader(data, spec=card.preprocess, batch_size=1)
+        options["calibration"] = _calibration(data, card, src.run)
     if fmt.made_from == "model" or fmt.name in framework.native_formats:
         extra = {"calibration": options["calibration"]} if fmt.needs_calibration else {}
         return framework.produce(fmt, src, dst, opset=opset, dynamic_batch=dynamic_batch, **extra)
