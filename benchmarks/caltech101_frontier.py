@@ -29,16 +29,32 @@ INT8 = "onnx-int8,openvino-int8,tflite-int8,executorch-int8,onnx-trt-int8"
 
 
 def exported(run, work: Path, data: Path, formats: str) -> dict[str, Path]:
-    """Every artifact of ``formats`` for ``run`` (reusing a finished export under ``work``)."""
+    """The artifacts of ``formats`` for ``run`` that passed verification.
+
+    A finished export under ``work`` is reused. A row that fails verification (``export``
+    writes its summary, then raises) is left out of the table and named on stderr: the
+    frontier shows what can be deployed, and says what could not.
+    """
+    import sys
+
+    from caltech_edge.errors import VerificationError
     from caltech_edge.export.pipeline import export
 
     summary = work / "export.json"
-    if summary.is_file():
-        rows = json.loads(summary.read_text())["formats"]
-        if all(rows.get(f, {}).get("verification", {}).get("passed") for f in formats.split(",")):
-            return {name: work / row["artifact"] for name, row in rows.items()}
-    result = export(run, formats=formats, out=work, data=data, progress=True)
-    return dict(result.artifacts)
+    if not summary.is_file():
+        try:
+            export(run, formats=formats, out=work, data=data, progress=True)
+        except VerificationError as exc:
+            print(f"{run.root}: {exc}", file=sys.stderr)
+    rows = json.loads(summary.read_text())["formats"]
+    for name, row in rows.items():
+        if not (row.get("verification") or {}).get("passed"):
+            print(f"{run.root}: {name} failed verification; not in the table", file=sys.stderr)
+    return {
+        name: work / row["artifact"]
+        for name, row in rows.items()
+        if (row.get("verification") or {}).get("passed")
+    }
 
 
 def variants_of(run, tag: str, work: Path, data: Path, formats: str, *, eager: bool) -> list:

@@ -85,6 +85,43 @@ def test_reshape_handles_depthwise_convolutions():
     ]
 
 
+def _stem_net(width: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+        nn.Conv2d(width, width, 3, padding=1, groups=width), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 3),
+    )  # fmt: skip
+
+
+def test_a_channels_last_run_reloads_contiguous_and_lowers_to_executorch(tmp_path):
+    """A run trained with channels_last saves channels_last weights; a pruned model rebuilt
+    from them must not inherit those strides (ExecuTorch's XNNPACK lowering failed on the
+    pruned Caltech-101 Lite0's stem conv: 'ChannelsLastTaggedReshapePass')."""
+    import numpy as np
+
+    from caltech_edge.card import ModelCard
+    from caltech_edge.data.calibration import CalibrationReader
+    from caltech_edge.data.transforms import PreprocessSpec
+    from caltech_edge.export.executorch import quantize_executorch
+
+    torch.manual_seed(0)
+    pruned = _stem_net(8).eval()  # the pruned widths, as trained with channels_last
+    state = pruned.to(memory_format=torch.channels_last).state_dict()
+    assert not state["0.weight"].is_contiguous()
+    fresh = _stem_net(16)  # the architecture at its original width
+    reshape_to_state_dict(fresh, state)
+    fresh.load_state_dict(state, strict=True)
+    assert all(p.is_contiguous() for p in fresh.parameters())
+    card = ModelCard(arch="stem", class_names=("a", "b", "c"),
+                     preprocess=PreprocessSpec(image_size=SIZE))  # fmt: skip
+    rng = np.random.default_rng(0)
+    calib = CalibrationReader.from_arrays(
+        [rng.standard_normal((1, 3, SIZE, SIZE)).astype(np.float32) for _ in range(4)]
+    )
+    path = quantize_executorch(fresh.eval(), card, tmp_path / "model.pte", calibration=calib)
+    assert path.stat().st_size > 0
+
+
 def test_step_ratios_give_the_total_amount():
     keep = 1.0
     for r in step_ratios(0.5, 3):

@@ -55,7 +55,7 @@ def reshape_to_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -
             if weight.dim() != 2:
                 raise CheckpointError(f"{name}.weight: expected 2-D, got {tuple(weight.shape)}")
             module.out_features, module.in_features = (int(s) for s in weight.shape)
-            module.weight = nn.Parameter(torch.empty_like(weight))
+            module.weight = nn.Parameter(torch.empty(weight.shape, dtype=weight.dtype))
             if module.bias is not None:
                 module.bias = nn.Parameter(torch.empty(module.out_features))
     return model
@@ -74,7 +74,10 @@ def _reshape_conv(conv: nn.Conv2d, weight: torch.Tensor, bias, name: str) -> Non
     else:
         conv.in_channels = in_per_group * conv.groups
     conv.out_channels = out_ch
-    conv.weight = nn.Parameter(torch.empty_like(weight))
+    # Contiguous, whatever the saved tensor's strides: a run trained with channels_last
+    # saves channels_last weights, and ExecuTorch's XNNPACK lowering fails on such a
+    # parameter ("ChannelsLastTaggedReshapePass"); empty_like would have kept them.
+    conv.weight = nn.Parameter(torch.empty(weight.shape, dtype=weight.dtype))
     if conv.bias is not None or bias is not None:
         conv.bias = nn.Parameter(torch.empty(out_ch))
 
