@@ -191,8 +191,8 @@ def split_holdout(calibration, fraction: float = DEFAULT_HOLDOUT):
     kept = [img for i, img in enumerate(images) if i % step != step - 1]
     if len(held) < MIN_HOLDOUT or not kept:
         raise ConfigError(
-            f"only {len(images)} calibration images: accuracy-aware INT8 holds out every "
-            f"{step}th one and needs at least {MIN_HOLDOUT} held out; use --calib-size "
+            f"only {len(images)} calibration images: accuracy-aware INT8 holds out one in "
+            f"{step} and needs at least {MIN_HOLDOUT} held out; use --calib-size "
             f"{MIN_HOLDOUT * step} or more"
         )
     reader = CalibrationReader.from_arrays(

@@ -103,6 +103,23 @@ def quantize_pt2e(
     return converted
 
 
+def check_recipe_options(name: str, quantize: Callable[..., Path], options: Any) -> None:
+    """Refuse an explicit option ``quantize`` does not take, before any calibration work
+    (``--option tflite-int8.io_tpe=uint8`` is a one-line error, not a TypeError later)."""
+    import inspect
+
+    params = inspect.signature(quantize).parameters
+    accepted = sorted(
+        n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "calibration"
+    )
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"{name} INT8 has no option {unknown[0]!r}; it takes recipe, target, or one "
+            f"recipe's settings: {', '.join(accepted)}"
+        )
+
+
 def search_model_int8(
     name: str,
     quantize: Callable[..., Path],
@@ -127,6 +144,8 @@ def search_model_int8(
     """
     from ..compress.recipes import DEFAULT_TARGET, QuantizerSpec, Recipe, search_recipes
     from .verify import torch_predictor
+
+    check_recipe_options(name, quantize, options)
 
     def produce(_src: Path, out: Path, *, calibration: Any, card: ModelCard | None = None, **kw):
         return quantize(model, card, out, calibration=calibration, **kw)

@@ -23,6 +23,7 @@ Every file carries the model card and labels as metadata (:mod:`.tflite_metadata
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 from pathlib import Path
@@ -254,7 +255,7 @@ def export_tflite_int8(
 
     return search_model_int8(
         "litert",
-        lambda m, c, out, **kw: quantize_tflite(m, c, out, io_type=io_type, **kw),
+        functools.partial(quantize_tflite, io_type=io_type),  # keeps the signature checkable
         model,
         card,
         Path(path),
