@@ -232,7 +232,7 @@ def test_tflite_int8_uint8_io_is_exact_and_selectable(tiny, synthetic_root, tmp_
         np.testing.assert_array_equal(got, int8.get_tensor(i8_out["index"]))
     with pytest.raises(ConfigError, match="io_type must be one of"):
         export_tflite_int8(model, card, tmp_path / "m.tflite", calibration=None, io_type="u4")
-    with pytest.raises(ConfigError, match="has no option 'io_tpe'; .*io_type"):  # a typo
+    with pytest.raises(ConfigError, match=r"has no option 'io_tpe'; .*io_type"):  # a typo
         export(model, card=card, formats="tflite-int8", out=tmp_path / "typo",
                data=synthetic_root, options={"tflite-int8": {"io_tpe": "uint8"}})  # fmt: skip
     with pytest.raises(ExportError, match="no int8 input or output"):
