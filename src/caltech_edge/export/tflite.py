@@ -14,7 +14,8 @@ transposes the shared NCHW preprocessing output.
 * INT8: PT2E with litert-torch's ``PT2EQuantizer`` (int8 activations per tensor, int8
   weights symmetric per channel), calibrated on training images, recipes searched for
   top-1 agreement (:mod:`caltech_edge.export.pt2e`). Full-integer: int8 input and output
-  tensors; the runtime quantizes with the tensor's own scale/zero point. An Edge TPU
+  tensors, or uint8 with ``io_type="uint8"`` (:mod:`.tflite_io`, exact); the runtime
+  quantizes with the tensor's own scale/zero point. An Edge TPU
   compatibility report is written beside it (:mod:`caltech_edge.export.edgetpu`).
 
 Every file carries the model card and labels as metadata (:mod:`.tflite_metadata`) and a
