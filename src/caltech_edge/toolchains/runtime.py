@@ -36,6 +36,7 @@ class ToolchainRuntime:
     ) -> None:
         self.toolchain = toolchain
         self.path = Path(path)
+        self._handle: int | None = None  # set before the call: __del__ runs if it raises
         self._worker: Worker = worker(toolchain)
         reply = self._worker.call(
             _WORKER + ":open_runtime",
@@ -45,7 +46,7 @@ class ToolchainRuntime:
             precision_hint=precision_hint,
             threads=threads,
         )
-        self._handle: int | None = int(reply["handle"])
+        self._handle = int(reply["handle"])
         self.name: str = reply["name"]
         self.card = ModelCard.from_dict(reply["card"], source=str(path))
         self.input_name = self.card.input_name or "data"
