@@ -31,7 +31,7 @@ INT8 = "onnx-int8,openvino-int8,tflite-int8,executorch-int8,onnx-trt-int8"
 def exported(run, work: Path, data: Path, formats: str) -> dict[str, Path]:
     """The artifacts of ``formats`` for ``run`` that passed verification.
 
-    A finished export under ``work`` is reused. A row that fails verification (``export``
+    A finished export under ``work`` holding every row is reused. A row that fails verification (``export``
     writes its summary, then raises) is left out of the table and named on stderr: the
     frontier shows what can be deployed, and says what could not.
     """
@@ -41,7 +41,8 @@ def exported(run, work: Path, data: Path, formats: str) -> dict[str, Path]:
     from caltech_edge.export.pipeline import export
 
     summary = work / "export.json"
-    if not summary.is_file():
+    done = set(json.loads(summary.read_text())["formats"]) if summary.is_file() else set()
+    if not set(formats.split(",")) <= done:  # new, or asked for rows it does not have
         try:
             export(run, formats=formats, out=work, data=data, progress=True)
         except VerificationError as exc:
@@ -57,8 +58,8 @@ def exported(run, work: Path, data: Path, formats: str) -> dict[str, Path]:
     }
 
 
-def variants_of(run, tag: str, work: Path, data: Path, formats: str, *, eager: bool) -> list:
-    """The FP32 eager row (optional) and one row per INT8 artifact of ``run``."""
+def variants_of(run, tag: str, work: Path, data: Path, formats: str) -> list:
+    """The FP32 eager row and one row per verified artifact of ``run`` in ``formats``."""
     from caltech_edge.compress.pipeline import recipe_note
     from caltech_edge.compress.prune import count_macs, count_parameters
     from caltech_edge.compress.report import Variant
@@ -70,7 +71,7 @@ def variants_of(run, tag: str, work: Path, data: Path, formats: str, *, eager: b
         "params": count_parameters(model),
         "macs": count_macs(model, card.preprocess.image_size),
     }
-    rows = [Variant(f"{tag}FP32 torch eager", model=model, **common)] if eager else []
+    rows = [Variant(f"{tag}FP32 torch eager", model=model, **common)]
     for name, path in exported(run, work, data, formats).items():
         if name not in formats.split(","):
             continue  # a dependency (the FP32 ONNX or IR the INT8 row was made from)
@@ -107,12 +108,12 @@ def main() -> None:
     args = ap.parse_args()
 
     run = RunDir(args.run)
-    variants = variants_of(run, "", args.work / "base", args.data, args.formats, eager=True)
+    variants = variants_of(run, "", args.work / "base", args.data, args.formats)
     for pruned in map(RunDir, args.pruned):
         amount = json.loads((pruned.root / "prune.json").read_text())["amount"]
         tag = f"pruned-{round(100 * amount)}% "
         work = args.work / pruned.root.name
-        variants += variants_of(pruned, tag, work, args.data, args.formats, eager=True)
+        variants += variants_of(pruned, tag, work, args.data, args.formats)
     images, labels = test_images(run, args.data, limit=args.test_images or None)
     rows = measure_variants(
         variants,
