@@ -57,13 +57,14 @@ def tiny(synthetic_root):
     return model, card
 
 
-def _export(tiny, synthetic_root, tmp_path, formats):
+def _export(tiny, synthetic_root, tmp_path, formats, **options):
+    """``export`` of the tiny model; ``options``: per-row producer options (``--option``)."""
     from caltech_edge.export import export
 
     model, card = tiny
     return export(
         model, card=card, formats=formats, out=tmp_path, data=synthetic_root, verify_images=16,
-        progress=False,
+        progress=False, options=options,
     )  # fmt: skip
 
 
@@ -187,17 +188,13 @@ def test_tflite_int8_uint8_io_is_exact_and_selectable(tiny, synthetic_root, tmp_
     int8 file, chosen with ``--option tflite-int8.io_type=uint8``; bad names are one line."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from caltech_edge.export import export
     from caltech_edge.export.tflite import export_tflite_int8
     from caltech_edge.export.tflite_io import uint8_interface
     from caltech_edge.runtime import load_model
 
     model, card = tiny
-    result = export(
-        model, card=card, formats="tflite-int8", out=tmp_path / "u8", data=synthetic_root,
-        verify_images=16, progress=False,
-        options={"tflite-int8": {"io_type": "uint8", "recipe": "histogram"}},
-    )  # fmt: skip
+    uint8 = {"io_type": "uint8", "recipe": "histogram"}
+    result = _export(tiny, synthetic_root, tmp_path / "u8", "tflite-int8", **{"tflite-int8": uint8})
     report = result.reports["tflite-int8"]
     assert report.passed and report.top1_agreement >= 0.9, report.summary()
     path = result.artifacts["tflite-int8"]
@@ -233,8 +230,8 @@ def test_tflite_int8_uint8_io_is_exact_and_selectable(tiny, synthetic_root, tmp_
     with pytest.raises(ConfigError, match="io_type must be one of"):
         export_tflite_int8(model, card, tmp_path / "m.tflite", calibration=None, io_type="u4")
     with pytest.raises(ConfigError, match=r"has no option 'io_tpe'; .*io_type"):  # a typo
-        export(model, card=card, formats="tflite-int8", out=tmp_path / "typo",
-               data=synthetic_root, options={"tflite-int8": {"io_tpe": "uint8"}})  # fmt: skip
+        _export(tiny, synthetic_root, tmp_path / "typo", "tflite-int8",
+                **{"tflite-int8": {"io_tpe": "uint8"}})  # fmt: skip
     with pytest.raises(ExportError, match="no int8 input or output"):
         uint8_interface(path.read_bytes())
 

@@ -64,14 +64,8 @@ class ExportFormat:
         """
         if not overrides:
             return self
-        import inspect
-
-        params = inspect.signature(self.load_producer()).parameters
-        fixed = {"model", "card", "path", "src", "dst", "calibration", "opset", "dynamic_batch"}
-        accepted = sorted(
-            n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n not in fixed
-        )
-        passes_on = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        fixed = ("model", "card", "path", "src", "dst", "calibration", "opset", "dynamic_batch")
+        accepted, passes_on = keyword_options(self.load_producer(), exclude=fixed)
         unknown = sorted(set(overrides) - set(accepted))
         if unknown and not passes_on:  # a producer taking **options checks them itself
             raise ConfigError(
@@ -86,6 +80,18 @@ class ExportFormat:
             return None
         module, _, attr = self.verifier.partition(":")
         return getattr(importlib.import_module(module), attr)
+
+
+def keyword_options(
+    fn: Callable[..., Any], *, exclude: Iterable[str] = ()
+) -> tuple[list[str], bool]:
+    """``fn``'s keyword-only parameter names (sorted, less ``exclude``) and whether it also
+    takes ``**kwargs``: what ``--option`` and explicit recipe settings are checked against."""
+    import inspect
+
+    params = inspect.signature(fn).parameters.values()
+    names = sorted(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in exclude)
+    return names, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
 _ROWS = (

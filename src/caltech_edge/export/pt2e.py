@@ -106,12 +106,9 @@ def quantize_pt2e(
 def check_recipe_options(name: str, quantize: Callable[..., Path], options: Any) -> None:
     """Refuse an explicit option ``quantize`` does not take, before any calibration work
     (``--option tflite-int8.io_tpe=uint8`` is a one-line error, not a TypeError later)."""
-    import inspect
+    from .formats import keyword_options
 
-    params = inspect.signature(quantize).parameters
-    accepted = sorted(
-        n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "calibration"
-    )
+    accepted, _ = keyword_options(quantize, exclude=("calibration",))
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ConfigError(
