@@ -15,7 +15,9 @@ the result JSON says exactly which counts were used.
 
 Stretch stages (long; resumable through the trainer's own checkpoints):
 ``--finetune`` trains the whole network (bf16 autocast) with ``caltech-edge train``'s
-``train()``. The prune -> fine-tune -> every-INT8 frontier of that run is
+``train()``. ``--lp-init`` starts it from the fitted linear head instead of a zero one
+(linear probe, then fine-tune: the backbone is not pushed around by a head that knows
+nothing yet), and ``--min-crop-area`` sets how small a random crop may get. The prune -> fine-tune -> every-INT8 frontier of that run is
 ``benchmarks/caltech101_frontier.py``.
 """
 
@@ -107,7 +109,7 @@ def fit_head(x: np.ndarray, y: np.ndarray, classes: int, *, l2: float, seed: int
     return head
 
 
-def head_stage(args, dataset, split) -> dict:
+def head_stage(args, dataset, split) -> tuple[dict, dict]:
     import torch
 
     targets = list(dataset.targets)
@@ -121,7 +123,7 @@ def head_stage(args, dataset, split) -> dict:
     extract_s = time.perf_counter() - start
     if not done:
         print(f"stopped by --budget after {extract_s:.0f}s; run again to continue")
-        return {}
+        return {}, {}
     xtr, ytr = load(args.cache / f"{tag}-train")
     xte, yte = load(args.cache / f"{tag}-test")
     mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
@@ -130,7 +132,10 @@ def head_stage(args, dataset, split) -> dict:
     with torch.no_grad():
         pred = head(torch.from_numpy((xte - mu) / sd).float()).argmax(1).numpy()
     top1 = float((pred == yte).mean())
-    return {
+    # The head on raw features: the standardization folded into its weight and bias.
+    weight = head.weight.detach() / torch.from_numpy(sd).float()
+    bias = head.bias.detach() - weight @ torch.from_numpy(mu).float()
+    row = {
         "model": f"{ARCH} (ImageNet features, package weights) + linear head (L-BFGS, L2 {args.l2})",
         "train images": len(ytr),
         "test images": len(yte),
@@ -140,6 +145,7 @@ def head_stage(args, dataset, split) -> dict:
         "head fit s": round(time.perf_counter() - t, 1),
         "this invocation's extraction s": round(extract_s, 1),
     }
+    return row, {"classifier.weight": weight, "classifier.bias": bias}
 
 
 def precision_compare(rounds: int = 3, steps: int = 4, batch: int = 32) -> dict:
@@ -179,21 +185,37 @@ def precision_compare(rounds: int = 3, steps: int = 4, batch: int = 32) -> dict:
     }
 
 
-def stretch(args, root: Path, split_path: Path) -> dict:
+def probe_weights(head: dict, out: Path) -> Path:
+    """The package's ImageNet weights with the fitted linear head in place of ImageNet's."""
+    import torch
+
+    from caltech_edge.models.efficientnet import create_efficientnet
+
+    state = create_efficientnet(ARCH, 1000, weights="imagenet").state_dict()
+    state.update(head)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, out)
+    return out
+
+
+def stretch(args, root: Path, split_path: Path, head: dict) -> dict:
     """Full fine-tune (bf16); resumable via the trainer's checkpoints."""
     from caltech_edge.config import TrainConfig
     from caltech_edge.train import train
 
-    # The head starts from zero knowledge, the backbone from ImageNet: head lr 0.05, backbone
-    # 0.2x of it, half an epoch of warmup, cosine to zero; random crops + flips.
+    # The backbone starts from ImageNet; the head from zero (lr 0.05) or, with --lp-init,
+    # from the linear probe. Backbone lr --ft-backbone-mult of the head's, half an epoch of
+    # warmup, cosine to zero; random crops of at least --min-crop-area + flips.
+    weights = probe_weights(head, args.run / "probe-init.pt") if args.lp_init else "imagenet"
     config = TrainConfig(
-        arch=ARCH, weights="imagenet", strategy="full", epochs=args.ft_epochs, batch_size=32,
-        optimizer="sgd", learning_rate=0.05, backbone_lr_mult=0.2, warmup_epochs=0.5,
-        scheduler="cosine", label_smoothing=0.1, augmentation="crop", precision="bf16",
-        channels_last=True, split_file=str(split_path), seed=0,
+        arch=ARCH, weights=str(weights), strategy="full", epochs=args.ft_epochs, batch_size=32,
+        optimizer="sgd", learning_rate=args.ft_lr, backbone_lr_mult=args.ft_backbone_mult,
+        warmup_epochs=0.5, scheduler="cosine", label_smoothing=0.1, augmentation="crop",
+        min_crop_area=args.min_crop_area, precision="bf16", channels_last=True,
+        split_file=str(split_path), seed=0,
     )  # fmt: skip
     run = train(config, data=root, out=args.run, resume=True, progress=True)
-    return {"finetune": json.loads(run.metrics.read_text())["test"]}
+    return {"finetune": json.loads(run.metrics.read_text())["test"], "config": config.to_dict()}
 
 
 def main() -> None:
@@ -206,6 +228,10 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/caltech101_effnet_cache"))
     parser.add_argument("--finetune", action="store_true", help="stretch: full fine-tune")
     parser.add_argument("--ft-epochs", type=int, default=6)
+    parser.add_argument("--ft-lr", type=float, default=0.05, help="head learning rate")
+    parser.add_argument("--ft-backbone-mult", type=float, default=0.2)
+    parser.add_argument("--min-crop-area", type=float, default=0.0, help="0 = 0.25")
+    parser.add_argument("--lp-init", action="store_true", help="start from the linear probe")
     parser.add_argument(
         "--precision-compare", action="store_true", help="bf16 vs FP32 training-step speed"
     )
@@ -226,14 +252,14 @@ def main() -> None:
     if args.precision_compare:
         print(json.dumps(precision_compare(), indent=2))
         return
-    row = head_stage(args, dataset, split)
+    row, head = head_stage(args, dataset, split)
     if not row:
         return
     print(markdown_table([row], list(row)))
     result = {"benchmark": "caltech101_effnet", "head": row, "machine": machine_info()}
     if args.finetune:
         args.cache.mkdir(parents=True, exist_ok=True)
-        result.update(stretch(args, root, split.save(args.cache / "split.json")))
+        result.update(stretch(args, root, split.save(args.cache / "split.json"), head))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {args.out}")

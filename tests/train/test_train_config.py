@@ -145,3 +145,23 @@ def test_deeplens_case_study_file_loads():
         32,
         "none",
     )
+
+
+def test_min_crop_area_reaches_the_training_crops(synthetic_root):
+    """``min_crop_area`` is checked, then sets the random crop of the training images only."""
+    from caltech_edge.data.datasets import open_dataset
+    from caltech_edge.train.data import torch_dataset
+
+    with pytest.raises(ConfigError, match="min_crop_area must be in"):
+        TrainConfig(augmentation="crop", min_crop_area=1.5)
+    with pytest.raises(ConfigError, match="augmentation 'none' there is no crop"):
+        TrainConfig(min_crop_area=0.5)
+    dataset = open_dataset(synthetic_root)
+    default = torch_dataset(TrainConfig(augmentation="crop"), dataset, [0, 1], train=True)
+    assert default.augment is not None and default.augment.crop_scale == (0.25, 1.0)
+    cfg = TrainConfig(augmentation="crop_color", min_crop_area="0.5")
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # travels in config.json (resume)
+    mild = torch_dataset(cfg, dataset, [0, 1], train=True)
+    assert mild.augment is not None and mild.augment.crop_scale == (0.5, 1.0)
+    assert mild.augment.hue == 36.0  # the rest of the type's spec is unchanged
+    assert torch_dataset(cfg, dataset, [0, 1], train=False).augment is None

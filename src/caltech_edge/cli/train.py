@@ -33,6 +33,7 @@ _FLAGS = {
     "val_per_class": "val_per_class",
     "split_file": "split_file",
     "augmentation": "augmentation",
+    "min_crop_area": "min_crop_area",
     "num_workers": "num_workers",
 }
 
@@ -73,6 +74,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", choices=[s.value for s in Scheduler])
     p.add_argument("--precision", choices=[s.value for s in Precision])
     p.add_argument("--augmentation", choices=[a.value for a in AugmentationType])
+    p.add_argument(
+        "--min-crop-area",
+        type=float,
+        help="smallest area fraction of the random crop (default 0.25 with --augmentation)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--train-per-class", type=int)
     p.add_argument("--val-per-class", type=int)

@@ -130,6 +130,7 @@ class TrainConfig:
     unfreeze_stages: int = 1  # k for strategy last_k
     cache_features: bool = False  # head strategy only: run the frozen backbone once
     augmentation: AugmentationType = AugmentationType.NONE
+    min_crop_area: float = 0.0  # smallest area fraction of the random crop; 0 = the type's 0.25
     precision: Precision = Precision.FP32
     channels_last: bool = False
     seed: int = 0
@@ -205,6 +206,16 @@ class TrainConfig:
             not self.cache_features or self.augmentation == AugmentationType.NONE,
             "cache_features computes each image's features once, so augmentation must be "
             f"'none' (got {self.augmentation.value!r}); drop one of the two",
+        )
+        need(
+            0 <= self.min_crop_area <= 1,
+            f"min_crop_area must be in [0, 1] (0 = the augmentation's default), "
+            f"got {self.min_crop_area}",
+        )
+        need(
+            not self.min_crop_area or self.augmentation != AugmentationType.NONE,
+            "min_crop_area sets the random crop of an augmentation; with augmentation 'none' "
+            "there is no crop: set augmentation to crop (or another type) or drop min_crop_area",
         )
         need(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         need(self.train_per_class >= 0, "train_per_class must be >= 0")

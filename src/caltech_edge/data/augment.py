@@ -83,8 +83,14 @@ class AugmentSpec:
         return bool(self.rotation or self.translate or self.shear or self.aspect)
 
     @classmethod
-    def from_sagemaker(cls, augmentation_type: str | None) -> AugmentSpec:
-        """The spec for SageMaker's ``augmentation_type`` (None/"" = no augmentation)."""
+    def from_sagemaker(cls, augmentation_type: str | None, min_area: float = 0.0) -> AugmentSpec:
+        """The spec for SageMaker's ``augmentation_type`` (None/"" = no augmentation).
+
+        ``min_area`` (0 = the type's 0.25) is the smallest area fraction of the random crop.
+        Raise it where framing carries the label: Caltech-101's ``Faces`` and ``Faces_easy``
+        are the same photos, loose and tightly cropped, and a crop of a quarter of a loose
+        face photo looks like a tight one.
+        """
         kind = (augmentation_type or "none").strip().lower()
         if kind not in KINDS or kind == "custom":
             raise ConfigError(
@@ -93,7 +99,7 @@ class AugmentSpec:
             )
         if kind == "none":
             return cls()
-        spec: dict[str, Any] = {"kind": kind, "flip": True, "crop_scale": (0.25, 1.0)}
+        spec: dict[str, Any] = {"kind": kind, "flip": True, "crop_scale": (min_area or 0.25, 1.0)}
         if kind in ("crop_color", "crop_color_transform"):
             spec.update(hue=36.0, saturation=50.0, lightness=50.0)
         if kind == "crop_color_transform":

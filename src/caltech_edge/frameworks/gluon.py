@@ -114,7 +114,7 @@ def train(
     config.save(run.config)
     write_class_names(run.classes, ds.classes)
     spec = _spec(config)
-    augment = AugmentSpec.from_sagemaker(config.augmentation.value)
+    augment = AugmentSpec.from_sagemaker(config.augmentation.value, config.min_crop_area)
     notes = list(config.notes)
     if config.precision.value not in ("fp32", "auto"):
         notes.append(_NOTES_PRECISION.format(config.precision.value))

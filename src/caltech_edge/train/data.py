@@ -64,7 +64,7 @@ def torch_dataset(
 
     augment = None
     if train and config.augmentation != AugmentationType.NONE:
-        augment = AugmentSpec.from_sagemaker(config.augmentation.value)
+        augment = AugmentSpec.from_sagemaker(config.augmentation.value, config.min_crop_area)
     return TorchImageDataset(
         dataset, indices, preprocess_spec(config), augment=augment, seed=config.seed
     )

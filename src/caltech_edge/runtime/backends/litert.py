@@ -140,8 +140,9 @@ class LiteRtRuntime:
         self._info = np.iinfo(self._in_dtype) if self._in_dtype.kind in "iu" else None
         if self._info is not None and self._in_scale <= 0:
             raise BackendError("{}: integer input without a scale".format(self.path))
-        # one float scratch image for quantizing in place (no temporaries per frame)
-        self._scratch = np.empty(shape[1:], np.float32)
+        self._shape = shape[1:]
+        # int8/uint8 CHW planes: quantized first, then interleaved (no temporaries per frame)
+        self._planes = np.empty((3, size * size), self._in_dtype)
         self._cv_dtype = cv2.CV_8S if self._in_dtype == np.int8 else cv2.CV_8U
         if self._info is not None and self._in_dtype.itemsize != 1:
             raise BackendError(
@@ -157,7 +158,7 @@ class LiteRtRuntime:
 
     def to_input(self, chw_batch: np.ndarray) -> np.ndarray:
         """NCHW float32 -> the tensor the file takes (layout, then int8/uint8 quantization)."""
-        out = np.empty((len(chw_batch), *self._scratch.shape), self._in_dtype)
+        out = np.empty((len(chw_batch), *self._shape), self._in_dtype)
         for i, chw in enumerate(chw_batch):
             self._convert(chw, out[i])
         return out
@@ -165,24 +166,26 @@ class LiteRtRuntime:
     def _convert(self, chw: np.ndarray, dst: np.ndarray) -> None:
         """One CHW image into ``dst`` (the interpreter's own input buffer in :meth:`infer`).
 
-        OpenCV does both steps: ``cv2.merge`` interleaves the planes to NHWC (~3x faster
-        than numpy's strided transpose copy) and ``cv2.addWeighted`` computes
-        ``saturate(round(x / scale + zero))`` in one pass (round half to even, like
-        ``np.rint``); numpy took 0.2-0.3 ms per 224 px image, 10-20% of a 3 ms INT8 call.
+        OpenCV does both steps: ``cv2.addWeighted`` computes ``saturate(round(x / scale +
+        zero))`` in one pass (round half to even, like ``np.rint``) and ``cv2.merge``
+        interleaves the planes to NHWC (~3x faster than numpy's strided transpose copy).
+        Quantizing the planes *before* interleaving moves a quarter of the bytes through
+        the merge: 50 us instead of 95 us per 224 px image here, where numpy took 200-300 us
+        (10-20% of a 1.3-3 ms INT8 call).
         """
-        if self.layout == "NCHW":
-            src = chw
-        elif self._info is None:
-            cv2.merge(list(np.ascontiguousarray(chw)), dst=dst)
-            return
-        else:
-            src = cv2.merge(list(np.ascontiguousarray(chw)), dst=self._scratch)
+        chw = np.ascontiguousarray(chw)
         if self._info is None:
-            np.copyto(dst, src, casting="same_kind")
+            if self.layout == "NCHW":
+                np.copyto(dst, chw, casting="same_kind")
+            else:
+                cv2.merge(list(chw), dst=dst)
             return
-        flat = src.reshape(src.shape[0], -1)
+        flat = chw.reshape(chw.shape[0], -1)
+        planes = dst.reshape(flat.shape) if self.layout == "NCHW" else self._planes
         cv2.addWeighted(flat, 1.0 / self._in_scale, flat, 0.0, float(self._in_zero),
-                        dst=dst.reshape(flat.shape), dtype=self._cv_dtype)  # fmt: skip
+                        dst=planes, dtype=self._cv_dtype)  # fmt: skip
+        if self.layout == "NHWC":
+            cv2.merge([p.reshape(dst.shape[:2]) for p in planes], dst=dst)
 
     def from_output(self, raw: np.ndarray) -> np.ndarray:
         if self._out_quantized:
