@@ -149,3 +149,74 @@ def test_pt2e_float_logits_leaves_the_classifier_output_in_float(converted, tiny
     clipped = np.clip(unrounded, (lo - zero) * scale, (hi - zero) * scale)
     assert np.abs(rounded - clipped).max() <= scale * 0.5 + 1e-5
     assert np.abs(unrounded / scale - np.round(unrounded / scale)).max() > 0.05  # off-grid
+
+
+def _pool_headed_net():
+    """SqueezeNet's tail in small: the logits come out of a global average pool."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 5, 1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    ).eval()  # fmt: skip
+
+
+def test_pt2e_own_logit_scale_calibrates_the_pooled_logits_apart():
+    """Full-integer logits on their own, finer int8 grid instead of the pool input's."""
+    import torch
+    from litert_torch.quantize.pt2e_quantizer import (
+        PT2EQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from caltech_edge.compress.float_logits import pt2e_own_logit_scale
+
+    images = torch.rand(16, 3, 24, 24) * 4 - 2
+
+    def output_scales(own: bool) -> tuple[float, float]:
+        """(scale of the pool's input, scale of the graph output) after calibration."""
+        config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
+        graph = torch.export.export(_pool_headed_net(), (images[:1],)).module()
+        prepared = prepare_pt2e(graph, PT2EQuantizer().set_global(config))
+        if own:
+            assert pt2e_own_logit_scale(prepared) is True
+            nodes = list(prepared.graph.nodes)
+            pool = next(n for n in nodes if "adaptive_avg_pool2d" in str(n.target))
+            after = [n for n in nodes[nodes.index(pool) + 1 :] if n.op == "call_module"]
+            before = prepared.get_submodule(pool.args[0].target)
+            assert after and all(prepared.get_submodule(n.target) is not before for n in after)
+            assert len({n.target for n in after}) == 1  # flatten follows the new observer
+        for i in range(len(images)):
+            prepared(images[i : i + 1])
+        converted = convert_pt2e(prepared, fold_quantize=False)
+        nodes = list(converted.graph.nodes)
+        pool = next(n for n in nodes if "adaptive_avg_pool2d" in str(n.target))
+        last_q = [n for n in nodes if str(n.target).startswith("quantized_decomposed.quantize")]
+        return float(pool.args[0].args[1]), float(last_q[-1].args[1])  # dequantize's scale
+
+    shared_in, shared_out = output_scales(own=False)
+    own_in, own_out = output_scales(own=True)
+    assert shared_out == shared_in  # PT2E's default: the pool shares its input's grid
+    assert own_in == shared_in and own_out < 0.7 * own_in  # averaging narrowed the range
+
+
+def test_pt2e_own_logit_scale_leaves_a_linear_classifier_alone(tiny_model):
+    import torch
+    from litert_torch.quantize.pt2e_quantizer import (
+        PT2EQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from caltech_edge.compress.float_logits import pt2e_own_logit_scale
+
+    model, card = tiny_model
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
+    graph = torch.export.export(model.eval(), (torch.zeros(card.input_shape),)).module()
+    prepared = prepare_pt2e(graph, PT2EQuantizer().set_global(config))
+    before = [(n.name, n.target) for n in prepared.graph.nodes]
+    assert pt2e_own_logit_scale(prepared) is False  # a linear layer has its own output grid
+    assert [(n.name, n.target) for n in prepared.graph.nodes] == before

@@ -82,18 +82,24 @@ def quantize_pt2e(
     *,
     fold_quantize: bool = True,
     float_logits: bool = False,
+    own_logit_scale: bool = False,
 ) -> Any:
     """``module`` (eval) -> converted PT2E graph module with q/dq nodes.
 
     ``fold_quantize``: store the weights as int8 constants (ExecuTorch's lowering needs
     it); litert-torch wants them unfolded (it quantizes the float weights itself).
     ``float_logits``: no int8 rounding after the last reducing op
-    (:mod:`caltech_edge.compress.float_logits`)."""
+    (:mod:`caltech_edge.compress.float_logits`); ``own_logit_scale``: full-integer, but
+    the logits calibrate their own int8 scale instead of sharing the pooling input's."""
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     graph = torch.export.export(module.eval(), (sample,)).module()
     prepared = prepare_pt2e(graph, quantizer)
+    if own_logit_scale:
+        from ..compress.float_logits import pt2e_own_logit_scale
+
+        pt2e_own_logit_scale(prepared)
     calibrate(prepared, calibration, to_input)
     converted = convert_pt2e(prepared, fold_quantize=fold_quantize)
     if float_logits:
