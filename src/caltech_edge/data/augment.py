@@ -86,10 +86,9 @@ class AugmentSpec:
     def from_sagemaker(cls, augmentation_type: str | None, min_area: float = 0.0) -> AugmentSpec:
         """The spec for SageMaker's ``augmentation_type`` (None/"" = no augmentation).
 
-        ``min_area`` (0 = the type's 0.25) is the smallest area fraction of the random crop.
-        Raise it where framing carries the label: Caltech-101's ``Faces`` and ``Faces_easy``
-        are the same photos, loose and tightly cropped, and a crop of a quarter of a loose
-        face photo looks like a tight one.
+        ``min_area`` (0 = the type's 0.25) is the smallest area fraction of the random crop
+        (timm's and torchvision's ``scale`` lower bound): a higher floor augments less, for
+        short fine-tunes or classes told apart by framing.
         """
         kind = (augmentation_type or "none").strip().lower()
         if kind not in KINDS or kind == "custom":
