@@ -91,32 +91,6 @@ def time_interleaved(
     return {name: _timing(values) for name, values in samples.items()}
 
 
-def time_paired(
-    ours: Callable[[], Any], theirs: Callable[[], Any], *, warmup: int = 5, iters: int = 100
-) -> float:
-    """``median(theirs) / median(ours)`` from calls alternated one by one (A B B A ...).
-
-    Why: a small overhead (5 % of a 1.3 ms call is 65 us) is below the drift of a shared
-    machine between two blocks of calls; :func:`time_interleaved` blocks are 20 calls long.
-    Alternating single calls puts every load burst on both sides, and swapping the order
-    each pair cancels any first-or-second effect (caches, worker threads still spinning).
-    >1 means ``ours`` is faster.
-    """
-    if iters < 2:
-        raise ValueError(f"iters must be >= 2, got {iters}")
-    for _ in range(warmup):
-        ours()
-        theirs()
-    a: list[float] = []
-    b: list[float] = []
-    for i in range(iters):
-        for fn, out in ((ours, a), (theirs, b)) if i % 2 == 0 else ((theirs, b), (ours, a)):
-            start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-    return statistics.median(b) / statistics.median(a)
-
-
 def _timing(samples: list[float]) -> Timing:
     ordered = sorted(samples)
     p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]

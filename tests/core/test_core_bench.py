@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 
-import pytest
-
 from caltech_edge._bench import machine_info, markdown_table, time_ms
 
 
@@ -35,25 +33,3 @@ def test_time_interleaved_alternates_and_counts():
     assert order[:2] == ["a", "b"]  # warm-up of each
     assert order[2:] == ["a", "a", "b", "b"] * 3  # three alternating rounds of two calls
     assert {t.iters for t in timings.values()} == {6}
-
-
-def test_time_paired_alternates_single_calls_and_swaps_the_order():
-    import time as _time
-
-    from caltech_edge._bench import time_paired
-
-    order: list[str] = []
-
-    def slow():
-        order.append("ours")
-        _time.sleep(0.004)
-
-    def fast():
-        order.append("raw")
-        _time.sleep(0.001)
-
-    ratio = time_paired(slow, fast, warmup=1, iters=4)
-    assert order[2:] == ["ours", "raw", "raw", "ours", "ours", "raw", "raw", "ours"]
-    assert 0 < ratio < 0.6  # ours is 4x slower: the raw median over ours is well below 1
-    with pytest.raises(ValueError, match="iters must be >= 2"):
-        time_paired(slow, fast, iters=1)

@@ -231,9 +231,9 @@ def test_benchmark_rows_with_each_formats_raw_interpreter(exports):
         "tflite-int8": "tflite-int8 raw litert",
         "executorch": "executorch raw executorch",
     }
-    assert set(result.paired) == set(result.raw)  # each vs_raw from alternated single calls
+    assert set(result.steady) == set(result.raw)  # each vs_raw from the pair timed alone
     for fmt, raw in result.raw.items():
-        assert rows[fmt]["vs_raw"] == result.paired[fmt] and 0.05 < result.paired[fmt] < 20
+        assert rows[fmt]["vs_raw"] == result.steady[fmt] and 0.05 < result.steady[fmt] < 20
         assert rows[raw]["vs_raw"] is None and rows[fmt]["size_mb"] > 0
     assert rows["tflite-int8"]["backend"] == "litert" and rows["tflite-int8"]["precision"] == "int8"
     assert "vs_raw" in result.markdown() and "| tflite-int8 raw litert |" in result.markdown()
