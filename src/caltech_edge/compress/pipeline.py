@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..card import ModelCard
 from ..rundir import RunDir, load_torch_model
 from .report import Variant, measure_variants, write_report
 
@@ -58,6 +59,50 @@ def recipe_note(artifact: Path) -> str:
     )
 
 
+def _family(
+    model: Any, card: ModelCard, out: Path, prefix: str, tag: str, calib: Any
+) -> list[Variant]:
+    """One model's variants: eager, ONNX Runtime and OpenVINO FP32, and both INT8 files
+    (each by its accuracy-aware recipe search on held-out calibration images)."""
+    from ..export.onnx import export_onnx
+    from ..export.openvino import onnx_to_openvino
+    from .prune import count_macs, count_parameters
+    from .quantize import quantize_file
+
+    onnx_path = export_onnx(model, card, out / prefix / "onnx" / "model.onnx")
+    xml = onnx_to_openvino(onnx_path, out / prefix / "openvino" / "model.xml", card=card)
+    ort8 = quantize_file(
+        onnx_path, out / prefix / "onnx-int8" / "model.onnx", backend="onnxruntime",
+        calibration=calib, card=card,
+    )  # fmt: skip
+    ov8 = quantize_file(
+        xml, out / prefix / "openvino-int8" / "model.xml", backend="openvino",
+        calibration=calib, card=card,
+    )  # fmt: skip
+    common = {
+        "params": count_parameters(model),
+        "macs": count_macs(model, card.preprocess.image_size),
+    }
+    return [
+        Variant(f"{tag}FP32 torch eager", model=model, **common),
+        Variant(f"{tag}FP32 ONNX Runtime", artifact=onnx_path, **common),
+        Variant(f"{tag}FP32 OpenVINO (f32 hint)", artifact=xml, precision_hint="f32", **common),
+        Variant(
+            f"{tag}OpenVINO default precision (bf16 if the CPU has it)", artifact=xml, **common
+        ),
+        Variant(
+            f"{tag}INT8 ONNX Runtime",
+            artifact=ort8,
+            precision="int8",
+            note=recipe_note(ort8),
+            **common,
+        ),
+        Variant(
+            f"{tag}INT8 OpenVINO", artifact=ov8, precision="int8", note=recipe_note(ov8), **common
+        ),
+    ]
+
+
 def compress_report(
     run: str | Path | RunDir,
     *,
@@ -72,17 +117,13 @@ def compress_report(
 ) -> dict[str, Any]:
     """Build all variants of ``run`` under ``out`` and write the report there."""
     from ..data.calibration import CalibrationReader
-    from ..export.onnx import export_onnx
     from ..export.openvino import onnx_to_openvino
     from .prune import count_macs, count_parameters
     from .prune_run import prune_run
-    from .quantize import quantize_file
 
     run = run if isinstance(run, RunDir) else RunDir(run)
     out = Path(out)
     model, card = load_torch_model(run)
-    size = card.preprocess.image_size
-    params, macs = count_parameters(model), count_macs(model, size)
     images, labels = test_images(run, data, limit=test_limit)
     calib = CalibrationReader.from_dataset(
         data,
@@ -90,58 +131,14 @@ def compress_report(
         calib_size=calib_size,
         split=run.split if run.split.is_file() else None,
     )
-
-    def family(model_, card_, prefix: str, p: int, m: int, tag: str) -> list[Variant]:
-        onnx_path = export_onnx(model_, card_, out / prefix / "onnx" / "model.onnx")
-        xml = onnx_to_openvino(onnx_path, out / prefix / "openvino" / "model.xml", card=card_)
-        ort8 = quantize_file(  # accuracy-aware: recipes searched on held-out calibration
-            onnx_path, out / prefix / "onnx-int8" / "model.onnx", backend="onnxruntime",
-            calibration=calib, card=card_,
-        )  # fmt: skip
-        ov8 = quantize_file(
-            xml, out / prefix / "openvino-int8" / "model.xml", backend="openvino",
-            calibration=calib, card=card_,
-        )  # fmt: skip
-        common = {"params": p, "macs": m}
-        return [
-            Variant(f"{tag}FP32 torch eager", model=model_, **common),
-            Variant(f"{tag}FP32 ONNX Runtime", artifact=onnx_path, **common),
-            Variant(f"{tag}FP32 OpenVINO (f32 hint)", artifact=xml, precision_hint="f32", **common),
-            Variant(
-                f"{tag}OpenVINO default precision (bf16 if the CPU has it)", artifact=xml, **common
-            ),
-            Variant(
-                f"{tag}INT8 ONNX Runtime",
-                artifact=ort8,
-                precision="int8",
-                note=recipe_note(ort8),
-                **common,
-            ),
-            Variant(
-                f"{tag}INT8 OpenVINO",
-                artifact=ov8,
-                precision="int8",
-                note=recipe_note(ov8),
-                **common,
-            ),
-        ]
-
-    variants = family(model, card, "fp32", params, macs, "")
-    onnx_path = out / "fp32" / "onnx" / "model.onnx"
+    variants = _family(model, card, out, "fp32", "", calib)
     fp16 = onnx_to_openvino(
-        onnx_path, out / "fp32" / "openvino-fp16" / "model.xml", card=card, fp16=True
-    )
-    variants.insert(
-        4,
-        Variant(
-            "FP16 IR OpenVINO (f32 hint)",
-            artifact=fp16,
-            precision="fp16",
-            precision_hint="f32",
-            params=params,
-            macs=macs,
-        ),
-    )
+        out / "fp32" / "onnx" / "model.onnx", out / "fp32" / "openvino-fp16" / "model.xml",
+        card=card, fp16=True,
+    )  # fmt: skip
+    params, macs = count_parameters(model), count_macs(model, card.preprocess.image_size)
+    variants.insert(4, Variant("FP16 IR OpenVINO (f32 hint)", artifact=fp16, precision="fp16",
+                               precision_hint="f32", params=params, macs=macs))  # fmt: skip
     info: dict[str, Any] = {
         "run": str(run.root),
         "data": str(data),
@@ -159,9 +156,7 @@ def compress_report(
         )
         pmodel, pcard = load_torch_model(pruned_run)
         tag = f"pruned-{round(prune_amount * 100)}% "
-        pv = family(
-            pmodel, pcard, "pruned", count_parameters(pmodel), count_macs(pmodel, size), tag
-        )
+        pv = _family(pmodel, pcard, out, "pruned", tag, calib)
         variants += [v for v in pv if "eager" not in v.name and "default" not in v.name]
         info["pruned"] = {"amount": prune_amount, "finetune_epochs": finetune_epochs}
     rows = measure_variants(variants, images=images, labels=labels, repeats=repeats)

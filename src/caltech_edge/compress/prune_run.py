@@ -102,6 +102,38 @@ def _write_run(model: nn.Module, card: ModelCard, source: RunDir, out: RunDir) -
     card.save(out.card)
 
 
+def _check_arguments(
+    source: RunDir,
+    out_run: RunDir,
+    amount: float,
+    steps: int,
+    structured: bool,
+    finetune: bool,
+    data: str | Path | None,
+) -> None:
+    """Refuse impossible combinations before the model is even loaded."""
+    if out_run.root.resolve() == source.root.resolve():
+        raise ConfigError(f"{out_run.root}: --out must differ from the source run")
+    if not 0.0 < float(amount) < 1.0:
+        raise ConfigError(f"amount must be in (0, 1), got {amount}")
+    if int(steps) < 1:
+        raise ConfigError(f"steps must be >= 1, got {steps}")
+    if finetune and data is None:
+        raise ConfigError("fine-tuning needs the training data: pass data= (--data ROOT)")
+    if not structured and steps > 1:
+        raise ConfigError("iterative steps apply to structured pruning; use steps=1")
+
+
+def _size_stats(model: nn.Module, image_size: int, weights: Path) -> dict[str, int]:
+    """Parameters, MACs at ``image_size``, and the weights file's plain and zipped bytes."""
+    return {
+        "params": count_parameters(model),
+        "macs": count_macs(model, image_size),
+        "file_bytes": weights.stat().st_size,
+        "zipped_bytes": zipped_size(weights),
+    }
+
+
 def prune_run(
     run: str | Path | RunDir,
     *,
@@ -119,25 +151,11 @@ def prune_run(
     """Prune the torch run ``run`` into ``out``; returns the new :class:`RunDir`."""
     source = run if isinstance(run, RunDir) else RunDir(run)
     out_run = RunDir(out)
-    if out_run.root.resolve() == source.root.resolve():
-        raise ConfigError(f"{out_run.root}: --out must differ from the source run")
-    if not 0.0 < float(amount) < 1.0:
-        raise ConfigError(f"amount must be in (0, 1), got {amount}")
-    if int(steps) < 1:
-        raise ConfigError(f"steps must be >= 1, got {steps}")
-    if finetune_epochs and data is None:
-        raise ConfigError("fine-tuning needs the training data: pass data= (--data ROOT)")
-    if not structured and steps > 1:
-        raise ConfigError("iterative steps apply to structured pruning; use steps=1")
+    _check_arguments(source, out_run, amount, steps, structured, bool(finetune_epochs), data)
     model, card = load_torch_model(source)
     size = card.preprocess.image_size
     head = arch_info(card.arch).head
-    before = {
-        "params": count_parameters(model),
-        "macs": count_macs(model, size),
-        "file_bytes": source.weights.stat().st_size,
-        "zipped_bytes": zipped_size(source.weights),
-    }
+    before = _size_stats(model, size, source.weights)
     history: list[dict[str, Any]] = []
     for i, ratio in enumerate(step_ratios(float(amount), int(steps)) if structured else [amount]):
         if structured:
@@ -185,12 +203,7 @@ def prune_run(
         prune_unstructured(model, amount=amount, exclude=(head,))  # training refilled zeros
     card = card.replace(extra={**card.extra, "pruned": pruned_card.extra["pruned"]})
     _write_run(model, card, source, out_run)
-    after = {
-        "params": count_parameters(model),
-        "macs": count_macs(model, size),
-        "file_bytes": out_run.weights.stat().st_size,
-        "zipped_bytes": zipped_size(out_run.weights),
-    }
+    after = _size_stats(model, size, out_run.weights)
     stats = {
         "source": str(source.root),
         "structured": bool(structured),
