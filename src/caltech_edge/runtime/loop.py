@@ -139,12 +139,7 @@ def run(
         if not interpreter.should_infer(index):
             continue
         try:
-            if isinstance(chw, BadFrameError):
-                raise chw
-            if chw is not None:
-                result = model.predict_tensor(chw[0], top_k=cfg.top_k, preprocess_ms=chw[1])
-            else:
-                result = model.predict(frame, top_k=cfg.top_k, roi=roi)
+            result = _classify(model, frame, chw, cfg.top_k, roi)
         except BadFrameError as exc:
             bad_roi += 1
             log.warning("frame %d skipped: %s", index, exc)
@@ -158,22 +153,7 @@ def run(
             capture.offer(frame, result, name="{}_{:08d}".format(int(time.time()), index))
         if decision is None:
             continue
-        smoothed, top, reason = decision
-        frame_info = {"index": int(index), "source": str(getattr(source, "name", ""))}
-        skipped = getattr(source, "skipped", None)
-        if skipped is not None:
-            frame_info["skipped_bad"] = int(skipped)
-        payload = make_payload(
-            dict(result, predictions=smoothed),
-            seq=sequencer.next(),
-            device=device,
-            top=top,
-            frame=frame_info,
-            reason=reason,
-            smoothed_over=interpreter.window,
-            epoch=sequencer.epoch,
-            gap=sequencer.take_gap(),
-        )
+        payload = _payload(result, decision, index, source, sequencer, interpreter, device)
         for pub in publishers:
             pub.publish(payload)
         if on_payload is not None:
@@ -193,10 +173,48 @@ def run(
         "fps": round(frames / elapsed, 2) if elapsed > 0 else 0.0,
         "next_seq": sequencer.peek,
     }  # type: Dict[str, Any]
-    if hasattr(source, "stats"):
-        stats["source"] = source.stats()  # type: ignore[attr-defined]
-    if stream is not None:
-        stats["stream"] = stream.stats()
-    if capture is not None:
-        stats["capture"] = capture.stats()
+    for name, part in (("source", source), ("stream", stream), ("capture", capture)):
+        if part is not None and hasattr(part, "stats"):
+            stats[name] = part.stats()  # type: ignore[union-attr]
     return stats
+
+
+def _classify(
+    model: EdgeModel, frame: np.ndarray, chw: Any, top_k: int, roi: Optional[Sequence[float]]
+) -> Dict[str, Any]:
+    """One frame's result: from the prefetched ``(tensor, preprocess ms)`` when there is one,
+    else from the frame itself. A frame the prefetcher could not preprocess arrives as its
+    :class:`BadFrameError` and is raised here, so both paths skip it the same way."""
+    if isinstance(chw, BadFrameError):
+        raise chw
+    if chw is not None:
+        return model.predict_tensor(chw[0], top_k=top_k, preprocess_ms=chw[1])
+    return model.predict(frame, top_k=top_k, roi=roi)
+
+
+def _payload(
+    result: Dict[str, Any],
+    decision: Tuple[Any, Any, Any],
+    index: int,
+    source: Any,
+    sequencer: Sequencer,
+    interpreter: Interpreter,
+    device: str,
+) -> Dict[str, Any]:
+    """The published JSON for a frame the interpreter decided to report."""
+    smoothed, top, reason = decision
+    frame_info = {"index": int(index), "source": str(getattr(source, "name", ""))}
+    skipped = getattr(source, "skipped", None)
+    if skipped is not None:
+        frame_info["skipped_bad"] = int(skipped)
+    return make_payload(
+        dict(result, predictions=smoothed),
+        seq=sequencer.next(),
+        device=device,
+        top=top,
+        frame=frame_info,
+        reason=reason,
+        smoothed_over=interpreter.window,
+        epoch=sequencer.epoch,
+        gap=sequencer.take_gap(),
+    )
