@@ -64,6 +64,10 @@ def test_real_tflite_fp32_and_int8(real, calibration, tmp_path):
         source.model, source.card, tmp_path / "int8" / "model.tflite", calibration=calibration
     )
     _check(int8, real, "litert", fp=False)
+    from caltech_edge.runtime.backends.litert import tflite_card
+
+    # SqueezeNet's logits leave a global pool: they got their own int8 scale (the card says so)
+    assert tflite_card(int8).extra["quantization"]["logits"] == "int8, own scale"
 
 
 def test_real_executorch_fp32_and_int8(real, calibration, tmp_path):

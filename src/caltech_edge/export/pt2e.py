@@ -96,12 +96,14 @@ def quantize_pt2e(
 
     graph = torch.export.export(module.eval(), (sample,)).module()
     prepared = prepare_pt2e(graph, quantizer)
+    own_scale = False
     if own_logit_scale:
         from ..compress.float_logits import pt2e_own_logit_scale
 
-        pt2e_own_logit_scale(prepared)
+        own_scale = pt2e_own_logit_scale(prepared)
     calibrate(prepared, calibration, to_input)
     converted = convert_pt2e(prepared, fold_quantize=fold_quantize)
+    converted.meta["own_logit_scale"] = own_scale  # what the card reports: did it apply?
     if float_logits:
         from ..compress.float_logits import pt2e_float_logits
 

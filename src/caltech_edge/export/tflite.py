@@ -207,6 +207,7 @@ def quantize_tflite(
         float_logits=float_logits,
         own_logit_scale=own_logit_scale,
     )
+    own_scale = bool(converted.meta.get("own_logit_scale")) and not float_logits
     data = _convert(converted, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
     if io_type == "uint8":  # PT2E writes int8 edges; requantize them exactly to uint8
         from .tflite_io import uint8_interface
@@ -216,7 +217,7 @@ def quantize_tflite(
         "backend": "litert-pt2e",
         "activations": "int8 per-tensor affine",
         "weights": f"int8 {'per-channel' if per_channel else 'per-tensor'} symmetric",
-        "logits": "float" if float_logits else "int8, own scale" if own_logit_scale else "int8",
+        "logits": "float" if float_logits else "int8, own scale" if own_scale else "int8",
         "activation_observer": activation_observer,
         "io_type": f"{io_type} input, float output" if float_logits else io_type,
         "calibration_images": len(calibration),
