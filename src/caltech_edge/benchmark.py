@@ -71,8 +71,7 @@ class BenchmarkResult:
                 **asdict(r),
                 "vs_pytorch": self._ratio(r, PYTORCH),
                 "vs_onnxruntime": self._ratio(r, RAW_ORT),
-                "vs_raw": self.steady.get(r.format)
-                or (self._ratio(r, self.raw[r.format]) if r.format in self.raw else None),
+                "vs_raw": self.steady.get(r.format),  # every raw row has one (benchmark())
             }
             for r in self.rows
         ]

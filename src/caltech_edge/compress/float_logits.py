@@ -96,6 +96,14 @@ def _is(node: Any, kind: str) -> bool:
     return name.startswith(kind + "_per_")
 
 
+def _last_reducer(nodes: list[Any]) -> int | None:
+    """Index of the last op in ``nodes`` (a torch.fx graph, in order) that mixes values."""
+    found = [
+        i for i, n in enumerate(nodes) if n.op == "call_function" and str(n.target) in PT2E_REDUCERS
+    ]
+    return found[-1] if found else None
+
+
 def pt2e_float_logits(graph_module: Any) -> int:
     """Remove the quantize -> dequantize pairs after the last reducing op of a converted
     PT2E ``graph_module`` (in place, recompiled). Returns how many pairs were removed.
@@ -104,18 +112,16 @@ def pt2e_float_logits(graph_module: Any) -> int:
     float layer on a dequantized input: its weight is dequantized once into a float
     constant (ExecuTorch's XNNPACK delegate has no int8-weight/float-output kernel)."""
     nodes = list(graph_module.graph.nodes)
-    reducers = [
-        i for i, n in enumerate(nodes) if n.op == "call_function" and str(n.target) in PT2E_REDUCERS
-    ]
-    if not reducers:
+    last = _last_reducer(nodes)
+    if last is None:
         return 0
     removed = 0
-    for node in nodes[reducers[-1] + 1 :]:
+    for node in nodes[last + 1 :]:
         if _is(node, "dequantize") and _is(node.args[0], "quantize"):
             node.replace_all_uses_with(node.args[0].args[0])
             removed += 1
     if removed:
-        _float_weights(graph_module, nodes[reducers[-1]])
+        _float_weights(graph_module, nodes[last])
     graph_module.graph.eliminate_dead_code()
     graph_module.recompile()
     return removed
@@ -141,19 +147,17 @@ def pt2e_own_logit_scale(prepared: Any) -> bool:
     from torchao.quantization.pt2e.observer import MinMaxObserver
 
     nodes = list(prepared.graph.nodes)
-    reducers = [
-        i for i, n in enumerate(nodes) if n.op == "call_function" and str(n.target) in PT2E_REDUCERS
-    ]
-    if not reducers:
+    last = _last_reducer(nodes)
+    if last is None:
         return False
-    reducer = nodes[reducers[-1]]
+    reducer = nodes[last]
     source = reducer.args[0] if reducer.args else None
     if getattr(source, "op", None) != "call_module":
         return False
     shared = prepared.get_submodule(source.target)
     later = [
         n
-        for n in nodes[reducers[-1] + 1 :]
+        for n in nodes[last + 1 :]
         if n.op == "call_module" and prepared.get_submodule(n.target) is shared
     ]
     if not later:
