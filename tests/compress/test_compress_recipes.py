@@ -78,6 +78,7 @@ def test_search_keeps_the_first_recipe_that_reaches_the_target(
     assert result.trials[0].agreement < 0.9
     embedded = read_onnx_card(dst).extra["quantization"]
     assert embedded["recipe"] == "exact" and embedded["agreement"] == 1.0
+    assert embedded["kept_because"] == "the first recipe to reach the target"
     assert [t["recipe"] for t in embedded["recipes_tried"]] == ["wrecked", "exact"]
     assert sorted(p.name for p in dst.parent.iterdir()) == ["model.card.json", "model.onnx"]
 
@@ -128,3 +129,24 @@ def test_agreements_one_image_apart_tie_and_the_closest_logits_win():
     assert best_trial(trials, 50).recipe.name == "closest"
     assert best_trial(trials, 1000).recipe.name == "first"  # 2 points is 20 images of 1000
     assert best_trial([trials[0], trial("same", 0.98, 5e-4)], 50).recipe.name == "first"
+
+
+def test_an_earlier_recipe_with_closer_logits_wins_when_the_images_cannot_tell():
+    """47 vs 49 of 50 held-out images (both wrong on the same one) is no evidence; the
+    continuous logit error decides. Many more flips, or farther logits, and it does not."""
+    from caltech_edge.compress.recipes import Trial, indistinguishable, settle
+
+    def trial(name, wrong, error):
+        agrees = tuple(i not in wrong for i in range(50))
+        return Trial(Recipe(name), sum(agrees) / 50, 1.0, logit_error=error, agrees=agrees)
+
+    early = trial("bias-corrected", {0, 1, 2}, 6.6e-4)
+    late = trial("plain", {0}, 1.1e-3)
+    assert indistinguishable(early, late)  # 2 discordant images: p = 0.5
+    assert settle(late, [early, late]) is early
+    wrecked = trial("wrecked", set(range(10)), 1e-4)  # 9 discordant, all one way: p = 0.004
+    assert not indistinguishable(wrecked, late)
+    assert settle(late, [wrecked, late]) is late
+    assert settle(late, [trial("noisier", {0, 1, 2}, 2e-3), late]) is late
+    unscored = Trial(Recipe("old"), 0.94, 1.0, logit_error=1e-4)  # no per-image record
+    assert settle(late, [unscored, late]) is late

@@ -90,3 +90,19 @@ def test_roi_and_bad_frames(edge_artifacts, frame):
             model.predict(bad)
     with pytest.raises(BadFrameError, match="inside the frame"):
         model.predict(frame, roi=(500, 500, 10, 10))
+
+
+def test_top_k_softmax_gives_softmax_probabilities_best_first():
+    from caltech_edge.runtime.predictor import top_k_softmax
+
+    rng = np.random.default_rng(3)
+    labels = [f"c{i}" for i in range(257)]
+    for _ in range(20):
+        row = (rng.standard_normal(257) * rng.uniform(0.1, 30)).astype(np.float32)
+        probs = softmax(row[None])[0]
+        out = top_k_softmax(row, labels, 5)
+        assert [p["index"] for p in out] == list(np.argsort(-row, kind="stable")[:5])
+        assert [p["probability"] for p in out] == [float(probs[p["index"]]) for p in out]
+        assert all(p["label"] == labels[p["index"]] for p in out)
+    assert len(top_k_softmax(np.zeros(3), ["a", "b", "c"], 10)) == 3  # k capped at the classes
+    assert top_k_softmax(np.array([0.0, 5.0]), ["a"], 1)[0]["label"] == "1"  # no name: index

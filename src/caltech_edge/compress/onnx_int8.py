@@ -249,23 +249,40 @@ def quantize_onnx(
     return out
 
 
-def refine_qdq(model, fp32, calibration, *, float_logits: bool, keep_sensitive: int):
+def refine_qdq(
+    model,
+    fp32,
+    calibration,
+    *,
+    float_logits: bool,
+    keep_sensitive: int,
+    bias_correction: bool = False,
+):
     """The edits every ONNX Runtime QDQ row (uint8 here, symmetric for TensorRT) makes after
     ``quantize_static``: float logits, then the ``keep_sensitive`` most damaging layers back
-    in float (``fp32``: the pre-processed float graph). Returns (model, layers kept float)."""
+    in float (``fp32``: the pre-processed float graph), then (``bias_correction``) the
+    float biases moved so each layer keeps FP32's mean output
+    (:mod:`~caltech_edge.compress.bias_correction`). Returns (model, layers kept float)."""
+    from .sensitivity import calibration_images, keep_sensitive_onnx
+
     if float_logits:
         from .float_logits import onnx_float_logits
 
         onnx_float_logits(model)
-    if keep_sensitive <= 0:
-        return model, []
-    from .sensitivity import calibration_images, keep_sensitive_onnx
+    sensitive: list[str] = []
+    if keep_sensitive > 0:
+        model, ranking = keep_sensitive_onnx(
+            model, fp32, calibration_images(calibration), int(keep_sensitive)
+        )
+        sensitive = [n for n, gain in ranking[: int(keep_sensitive)] if gain > 0]
+        log.info("kept in float (most sensitive): %s", sensitive)
+    if bias_correction:
+        from .bias_correction import correct_biases
 
-    model, ranking = keep_sensitive_onnx(
-        model, fp32, calibration_images(calibration), int(keep_sensitive)
-    )
-    sensitive = [n for n, gain in ranking[: int(keep_sensitive)] if gain > 0]
-    log.info("kept in float (most sensitive): %s", sensitive)
+        corrected = correct_biases(
+            model, fp32, calibration_images(calibration), exclude=[classifier_node(fp32)]
+        )
+        log.info("bias-corrected %d layers", len(corrected))
     return model, sensitive
 
 

@@ -32,18 +32,26 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def top_k(probs: np.ndarray, labels: Sequence[str], k: int) -> List[Dict[str, Any]]:
-    """Best-first ``[{label, index, probability}]`` for one probability vector."""
-    k = max(1, min(int(k), probs.shape[-1]))
-    idx = np.argpartition(-probs, k - 1)[:k] if k < probs.shape[-1] else np.arange(probs.shape[-1])
-    idx = idx[np.argsort(-probs[idx], kind="stable")]
+def top_k_softmax(logits: np.ndarray, labels: Sequence[str], k: int) -> List[Dict[str, Any]]:
+    """Best-first ``[{label, index, probability}]`` (softmax) of one logit vector.
+
+    Why: this runs once per frame on the device, between two inference calls, where the
+    inference library's worker threads are still spinning; measured here, 16 us of
+    post-processing alone cost ~50 us in that gap. Softmax is monotonic, so the classes
+    are chosen on the logits and only the ``k`` chosen are normalized; the float64
+    arithmetic is :func:`softmax`'s, so the probabilities are the same float32 values.
+    """
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    n = z.shape[0]
+    k = max(1, min(int(k), n))
+    top = z.max()
+    total = np.exp(z - top).sum()
+    idx = np.argpartition(z, n - k)[n - k :] if k < n else np.arange(n)
+    idx = idx[np.argsort(-z[idx], kind="stable")]
+    probs = (np.exp(z[idx] - top) / total).astype(np.float32).tolist()
     return [
-        {
-            "label": labels[i] if i < len(labels) else str(i),
-            "index": int(i),
-            "probability": float(probs[i]),
-        }
-        for i in idx
+        {"label": labels[i] if i < len(labels) else str(i), "index": i, "probability": p}
+        for i, p in zip(idx.tolist(), probs)
     ]
 
 
@@ -135,8 +143,8 @@ class EdgeModel:
         return normalize(as_rgb(square, "BGR"), self.spec)
 
     def postprocess(self, logits: np.ndarray, top_k_: int) -> List[List[Dict[str, Any]]]:
-        probs = softmax(np.asarray(logits).reshape(len(logits), -1))
-        return [top_k(p, self.labels, top_k_) for p in probs]
+        rows = np.asarray(logits).reshape(len(logits), -1)
+        return [top_k_softmax(row, self.labels, top_k_) for row in rows]
 
     def _result(self, preds: List[Dict[str, Any]], t: Sequence[float], n: int) -> Dict[str, Any]:
         pre, inf, post = (t[1] - t[0]) * 1e3, (t[2] - t[1]) * 1e3, (t[3] - t[2]) * 1e3
