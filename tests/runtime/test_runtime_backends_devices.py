@@ -231,9 +231,13 @@ def test_benchmark_rows_with_each_formats_raw_interpreter(exports):
         "tflite-int8": "tflite-int8 raw litert",
         "executorch": "executorch raw executorch",
     }
-    assert set(result.steady) == set(result.raw)  # each vs_raw from the pair timed alone
+    # each vs_raw / infer_vs_raw from the row, its backend call and its bare call timed alone
+    assert set(result.steady) == set(result.steady_infer) == set(result.raw)
     for fmt, raw in result.raw.items():
         assert rows[fmt]["vs_raw"] == result.steady[fmt] and 0.05 < result.steady[fmt] < 20
-        assert rows[raw]["vs_raw"] is None and rows[fmt]["size_mb"] > 0
+        assert rows[fmt]["infer_vs_raw"] == result.steady_infer[fmt]
+        assert 0.05 < result.steady_infer[fmt] < 20
+        assert rows[raw]["vs_raw"] is None and rows[raw]["infer_vs_raw"] is None
+        assert rows[fmt]["size_mb"] > 0
     assert rows["tflite-int8"]["backend"] == "litert" and rows["tflite-int8"]["precision"] == "int8"
-    assert "vs_raw" in result.markdown() and "| tflite-int8 raw litert |" in result.markdown()
+    assert "infer_vs_raw" in result.markdown() and "| tflite-int8 raw litert |" in result.markdown()
