@@ -83,11 +83,9 @@ def test_real_executorch_fp32_and_int8(real, calibration, tmp_path):
 
 
 def test_real_onnx_trt_int8(real, calibration, tmp_path):
-    from caltech_edge.export.onnx import export_onnx
-    from caltech_edge.export.tensorrt import quantize_trt_onnx
-
     from caltech_edge.compress.recipes import logit_error, runtime_infer
-    from caltech_edge.export.tensorrt import INT8_RECIPES
+    from caltech_edge.export.onnx import export_onnx
+    from caltech_edge.export.tensorrt import INT8_RECIPES, quantize_trt_onnx
 
     source, images, reference = real
     onnx_path = export_onnx(source.model, source.card, tmp_path / "model.onnx")
