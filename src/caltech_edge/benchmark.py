@@ -62,6 +62,7 @@ class BenchmarkResult:
     raw: dict[str, str] = field(default_factory=dict)  # format -> its raw-call baseline row
     steady: dict[str, float] = field(default_factory=dict)  # format -> vs_raw, long blocks
     steady_infer: dict[str, float] = field(default_factory=dict)  # format -> infer_vs_raw
+    skipped: dict[str, str] = field(default_factory=dict)  # format -> why it was not timed
 
     def _ratio(self, row: BenchRow, name: str) -> float | None:
         base = next((r for r in self.rows if r.format == name), None)
@@ -89,7 +90,10 @@ class BenchmarkResult:
             "top-k out) and infer_vs_raw (the backend call: logits out) from the row and its "
             "bare framework call timed again alone, in long alternating blocks.\n\n"
         )
-        return head + markdown_table(self.table_rows(), COLUMNS) + "\n"
+        tail = "".join(f"\nNot timed here: {name} ({why})." for name, why in self.skipped.items())
+        return (
+            head + markdown_table(self.table_rows(), COLUMNS) + "\n" + tail + ("\n" if tail else "")
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +103,7 @@ class BenchmarkResult:
             "machine": self.machine,
             "rows": self.table_rows(),
             "raw_baselines": self.raw,
+            "not_timed": self.skipped,
             "vs_raw_method": "predict_tensor, infer and the bare call alone: 3 alternating "
             "blocks of 6 x iters calls each",
         }
@@ -213,7 +218,6 @@ def benchmark(
     rows when a run is exported here (their calibration needs training images).
     """
     from .export.formats import FORMATS
-    from .runtime.predictor import load_model
 
     threads = threads or os.cpu_count() or 1
     export_dir, run = _resolve(Path(source))
@@ -237,10 +241,13 @@ def benchmark(
         candidates, onnx_path = _baselines(run, card, export_dir, meta, probe, threads)
     raw_rows: dict[str, str] = {}  # format -> the name of its raw-call row
     infers: dict[str, Any] = {}  # format -> its backend call alone (logits out)
+    skipped: dict[str, str] = {}  # format -> why it is not timed on this machine
     for name in names:
         entry = meta["formats"][name]
         path = export_dir / entry["artifact"]
-        model = load_model(path, backend=entry["backend"], threads=threads)
+        model = _load_runnable(entry, path, threads, skipped, name)
+        if model is None:
+            continue
         candidates[name] = (entry["backend"], entry["precision"], _artifact_size_mb(path),
                             model.runtime.infer, lambda m=model: m.predict_tensor(probe[0]), False)  # fmt: skip
         infers[name] = lambda m=model: m.runtime.infer(probe)
@@ -265,7 +272,28 @@ def benchmark(
         log.info("%-28s %8.3f ms  top-1 %s", name, t.median_ms, top1)
     return BenchmarkResult(rows, str(source), 0 if evalset is None else len(evalset[1]),
                            card.preprocess.image_size, raw=raw_rows, steady=steady,
-                           steady_infer=steady_infer)  # fmt: skip
+                           steady_infer=steady_infer, skipped=skipped)  # fmt: skip
+
+
+def _load_runnable(
+    entry: dict[str, Any], path: Path, threads: int, skipped: dict[str, str], name: str
+) -> Any:
+    """The loaded model, or None (the reason in ``skipped``) for an artifact that does not
+    run on this machine: one the export could only check structurally or not run at all
+    (Core ML off macOS, an Edge TPU model without the compiler), or one no backend loads."""
+    from .runtime.predictor import load_model
+
+    verification = entry.get("verification")
+    if isinstance(verification, dict) and not verification.get("images"):
+        extra = verification.get("extra") or {}
+        skipped[name] = str(extra.get("note") or "checked structurally only, not run")
+    else:
+        try:
+            return load_model(path, backend=entry["backend"], threads=threads)
+        except CaltechEdgeError as exc:
+            skipped[name] = str(exc)
+    log.warning("%s: not timed on this machine (%s)", name, skipped[name])
+    return None
 
 
 def _baselines(

@@ -241,3 +241,32 @@ def test_benchmark_rows_with_each_formats_raw_interpreter(exports):
         assert rows[fmt]["size_mb"] > 0
     assert rows["tflite-int8"]["backend"] == "litert" and rows["tflite-int8"]["precision"] == "int8"
     assert "infer_vs_raw" in result.markdown() and "| tflite-int8 raw litert |" in result.markdown()
+
+
+def test_benchmark_skips_what_does_not_run_here_and_says_why(exports, tmp_path):
+    """Core ML off macOS and an uncompiled Edge TPU model are rows of the export, not of
+    this machine's table: the benchmark names them and why instead of failing."""
+    import shutil
+
+    from caltech_edge.benchmark import benchmark
+
+    root = tmp_path / "export"
+    shutil.copytree(exports["root"], root)
+    meta = json.loads((root / "export.json").read_text())
+    (root / "edgetpu").mkdir()
+    (root / "edgetpu" / "edgetpu_compile.json").write_text("{}")
+    meta["formats"] = {
+        "onnx": meta["formats"]["onnx"],
+        "coreml": meta["formats"]["coreml"],
+        "edgetpu": {
+            "artifact": "edgetpu/edgetpu_compile.json", "backend": "litert", "precision": "int8",
+            "verification": {"images": 0, "extra": {"note": "not compiled: no edgetpu_compiler"}},
+        },
+    }  # fmt: skip
+    (root / "export.json").write_text(json.dumps(meta))
+    result = benchmark(root, iters=3, warmup=1, threads=1, baselines=False)
+    assert [r.format for r in result.rows] == ["onnx"]
+    assert result.skipped["edgetpu"] == "not compiled: no edgetpu_compiler"
+    assert set(result.skipped) == {"edgetpu", "coreml"} or sys.platform == "darwin"
+    assert "Not timed here: edgetpu (not compiled: no edgetpu_compiler)." in result.markdown()
+    assert result.to_dict()["not_timed"] == result.skipped
