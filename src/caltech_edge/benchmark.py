@@ -104,8 +104,8 @@ class BenchmarkResult:
             "rows": self.table_rows(),
             "raw_baselines": self.raw,
             "not_timed": self.skipped,
-            "vs_raw_method": "predict_tensor, infer and the bare call alone: 3 alternating "
-            "blocks of 6 x iters calls each",
+            "vs_raw_method": "predict_tensor, infer and the bare call alone: 6 x iters calls "
+            "each, in 3 alternating blocks",
         }
 
     def save(self, out: str | Path) -> dict[str, Path]:
@@ -349,7 +349,7 @@ def _steady_vs_raw(
     blocks, each after another candidate, cold caches cost the side that touches more
     memory (ours converts a float image) more than that; alternating single calls of two
     instances was worse still (0.80-0.85 for ours against 0.996 for raw vs raw, measured).
-    Timed alone, in 3 alternating blocks of ``6 * iters`` calls, the three show the steady
+    Timed alone, ``6 * iters`` calls each in 3 alternating blocks, the three show the steady
     state of one model serving frames. Two ratios, because work between two calls costs
     more than its own time here: the inference library's worker threads are still
     spinning then (measured: 16 us of top-k alone cost ~50 us between ExecuTorch calls),
