@@ -134,7 +134,7 @@ def test_agreements_one_image_apart_tie_and_the_closest_logits_win():
 def test_an_earlier_recipe_with_closer_logits_wins_when_the_images_cannot_tell():
     """47 vs 49 of 50 held-out images (both wrong on the same one) is no evidence; the
     continuous logit error decides. Many more flips, or farther logits, and it does not."""
-    from caltech_edge.compress.recipes import Trial, indistinguishable, settle
+    from caltech_edge.compress.trials import Trial, indistinguishable, settle
 
     def trial(name, wrong, error):
         agrees = tuple(i not in wrong for i in range(50))
