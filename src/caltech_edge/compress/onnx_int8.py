@@ -183,7 +183,6 @@ def quantize_onnx(
     (the class scores stay float; :mod:`~caltech_edge.compress.float_logits`). Non-default ``activation_type``/``weight_type``/``quant_format`` exist to reproduce
     the slow and collapsing settings, not for use.
     """
-    import onnx
 
     settings = OnnxQuantSettings(
         method=method,
@@ -202,6 +201,28 @@ def quantize_onnx(
     if not src.is_file():
         raise ExportError(f"{src}: ONNX model not found")
     base = source_card(src, card)
+    model, excluded = _quantized(src, settings, calibration)
+    new_card = derived_card(
+        base,
+        src,
+        precision="int8",
+        fmt="onnx",
+        quantization={
+            "backend": "onnxruntime",
+            **settings.to_dict(),
+            "excluded_nodes": excluded,
+            "calibration_images": len(calibration),
+        },
+    )
+    save_onnx_with_card(model, out, new_card)
+    log.info("INT8 ONNX written to %s", out)
+    return out
+
+
+def _quantized(src: Path, settings: OnnxQuantSettings, calibration) -> tuple[Any, list[str]]:
+    """(the QDQ model of ``src`` under ``settings``, the nodes left in float)."""
+    import onnx
+
     extra: dict[str, Any] = {
         "ActivationSymmetric": settings.activation_symmetric,
         "WeightSymmetric": True,
@@ -231,22 +252,7 @@ def quantize_onnx(
             onnx.load(str(q)), graph, calibration,
             float_logits=settings.float_logits, keep_sensitive=settings.keep_sensitive,
         )  # fmt: skip
-        excluded += floated
-    new_card = derived_card(
-        base,
-        src,
-        precision="int8",
-        fmt="onnx",
-        quantization={
-            "backend": "onnxruntime",
-            **settings.to_dict(),
-            "excluded_nodes": excluded,
-            "calibration_images": len(calibration),
-        },
-    )
-    save_onnx_with_card(model, out, new_card)
-    log.info("INT8 ONNX written to %s", out)
-    return out
+    return model, excluded + floated
 
 
 def refine_qdq(

@@ -165,14 +165,7 @@ def quantize_openvino(
     """
     nncf = require("nncf", "openvino", "OpenVINO INT8 quantization")
     ov = require("openvino", "openvino", "OpenVINO INT8 quantization")
-    if preset not in PRESETS:
-        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}")
-    if max_drop is not None and not 0.0 <= float(max_drop) < 1.0:
-        raise ConfigError(f"max_drop is an absolute top-1 drop in [0, 1); got {max_drop}")
-    if max_drop is not None and validation is None:
-        raise ConfigError(
-            "max_drop needs validation data (labelled images held out from calibration)"
-        )
+    _check_options(preset, max_drop, validation)
     src = Path(source)
     if not src.is_file():
         raise ExportError(f"{src}: source model not found")
@@ -194,23 +187,7 @@ def quantize_openvino(
         ranges=ranges,
         model_type=model_type,
     )
-    try:
-        if max_drop is None:
-            quantized = nncf.quantize(model, dataset, **kwargs)
-        else:
-            quantized = nncf.quantize_with_accuracy_control(
-                model,
-                dataset,
-                nncf.Dataset(validation),
-                validation_fn=lambda compiled, data: top1_validation_fn(compiled, data),
-                max_drop=float(max_drop),
-                drop_type=nncf.DropType.ABSOLUTE,
-                **kwargs,
-            )
-    except (ConfigError, ExportError):
-        raise
-    except Exception as exc:
-        raise ExportError(f"{src}: NNCF quantization failed ({type(exc).__name__}: {exc})") from exc
+    quantized = _run_nncf(nncf, src, model, dataset, validation, max_drop, kwargs)
     new_card = derived_card(
         base,
         src,
@@ -234,6 +211,46 @@ def quantize_openvino(
     out = save_openvino(quantized, out_xml, new_card)
     log.info("INT8 IR written to %s", out)
     return out
+
+
+def _check_options(preset: str, max_drop: float | None, validation: Any) -> None:
+    if preset not in PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}")
+    if max_drop is not None and not 0.0 <= float(max_drop) < 1.0:
+        raise ConfigError(f"max_drop is an absolute top-1 drop in [0, 1); got {max_drop}")
+    if max_drop is not None and validation is None:
+        raise ConfigError(
+            "max_drop needs validation data (labelled images held out from calibration)"
+        )
+
+
+def _run_nncf(
+    nncf: Any,
+    src: Path,
+    model: Any,
+    dataset: Any,
+    validation: Any,
+    max_drop: float | None,
+    kwargs: dict[str, Any],
+) -> Any:
+    """``nncf.quantize``, or its accuracy control when a drop budget is given; NNCF's own
+    failures become one ExportError naming the source model."""
+    try:
+        if max_drop is None:
+            return nncf.quantize(model, dataset, **kwargs)
+        return nncf.quantize_with_accuracy_control(
+            model,
+            dataset,
+            nncf.Dataset(validation),
+            validation_fn=lambda compiled, data: top1_validation_fn(compiled, data),
+            max_drop=float(max_drop),
+            drop_type=nncf.DropType.ABSOLUTE,
+            **kwargs,
+        )
+    except (ConfigError, ExportError):
+        raise
+    except Exception as exc:
+        raise ExportError(f"{src}: NNCF quantization failed ({type(exc).__name__}: {exc})") from exc
 
 
 def fp16_ir(source: str | Path, out_xml: str | Path, *, card: ModelCard | None = None) -> Path:
