@@ -245,8 +245,10 @@ def benchmark(
     for name in names:
         entry = meta["formats"][name]
         path = export_dir / entry["artifact"]
-        model = _load_runnable(entry, path, threads, skipped, name)
+        model, why = _load_runnable(entry, path, threads)
         if model is None:
+            skipped[name] = why
+            log.warning("%s: not timed on this machine (%s)", name, why)
             continue
         candidates[name] = (entry["backend"], entry["precision"], _artifact_size_mb(path),
                             model.runtime.infer, lambda m=model: m.predict_tensor(probe[0]), False)  # fmt: skip
@@ -275,25 +277,20 @@ def benchmark(
                            steady_infer=steady_infer, skipped=skipped)  # fmt: skip
 
 
-def _load_runnable(
-    entry: dict[str, Any], path: Path, threads: int, skipped: dict[str, str], name: str
-) -> Any:
-    """The loaded model, or None (the reason in ``skipped``) for an artifact that does not
-    run on this machine: one the export could only check structurally or not run at all
-    (Core ML off macOS, an Edge TPU model without the compiler), or one no backend loads."""
+def _load_runnable(entry: dict[str, Any], path: Path, threads: int) -> tuple[Any, str]:
+    """(the loaded model, "") or (None, why) for an artifact that does not run on this
+    machine: one the export could only check structurally or not run at all (Core ML off
+    macOS, an Edge TPU model without the compiler), or one no backend loads here."""
     from .runtime.predictor import load_model
 
     verification = entry.get("verification")
     if isinstance(verification, dict) and not verification.get("images"):
         extra = verification.get("extra") or {}
-        skipped[name] = str(extra.get("note") or "checked structurally only, not run")
-    else:
-        try:
-            return load_model(path, backend=entry["backend"], threads=threads)
-        except CaltechEdgeError as exc:
-            skipped[name] = str(exc)
-    log.warning("%s: not timed on this machine (%s)", name, skipped[name])
-    return None
+        return None, str(extra.get("note") or "checked structurally only, not run")
+    try:
+        return load_model(path, backend=entry["backend"], threads=threads), ""
+    except CaltechEdgeError as exc:
+        return None, str(exc)
 
 
 def _baselines(

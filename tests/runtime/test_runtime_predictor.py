@@ -11,9 +11,15 @@ import pytest
 from caltech_edge.data.transforms import preprocess
 from caltech_edge.runtime import load_model
 from caltech_edge.runtime.frames import BadFrameError
-from caltech_edge.runtime.predictor import softmax
 
 BACKENDS = ("onnxruntime", "openvino", "mxnet")
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """The reference: row-wise softmax in float64, max subtracted, as float32."""
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

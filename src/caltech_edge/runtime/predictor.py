@@ -24,22 +24,14 @@ from .frames import check_frame, crop_resize, crop_roi
 from .payload import now_iso
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (stable: max subtracted) -> float32 probabilities."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-
 def top_k_softmax(logits: np.ndarray, labels: Sequence[str], k: int) -> List[Dict[str, Any]]:
     """Best-first ``[{label, index, probability}]`` (softmax) of one logit vector.
 
     Why: this runs once per frame on the device, between two inference calls, where the
     inference library's worker threads are still spinning; measured here, 16 us of
     post-processing alone cost ~50 us in that gap. Softmax is monotonic, so the classes
-    are chosen on the logits and only the ``k`` chosen are normalized; the float64
-    arithmetic is :func:`softmax`'s, so the probabilities are the same float32 values.
+    are chosen on the logits and only the ``k`` chosen are normalized, in float64 with
+    the maximum subtracted (stable), then float32: the values a full softmax gives.
     """
     z = np.asarray(logits, dtype=np.float64).reshape(-1)
     n = z.shape[0]
