@@ -64,6 +64,19 @@ class OnnxQuantSettings:
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
+    def qdq_options(self) -> dict[str, Any]:
+        """The keywords of :func:`qdq_model` these settings stand for (percentile and
+        activation symmetry travel in ``quantize_static``'s ``extra_options``)."""
+        extra: dict[str, Any] = {
+            "ActivationSymmetric": self.activation_symmetric,
+            "WeightSymmetric": True,
+        }
+        if self.method == "percentile":
+            extra["CalibPercentile"] = self.percentile
+        options = self.to_dict()
+        del options["percentile"], options["activation_symmetric"]
+        return {**options, "extra": extra}
+
 
 def classifier_node(model) -> str:
     """Name of the last weighted node (Gemm/MatMul/Conv) feeding the graph output."""
@@ -201,7 +214,7 @@ def quantize_onnx(
     if not src.is_file():
         raise ExportError(f"{src}: ONNX model not found")
     base = source_card(src, card)
-    model, excluded = _quantized(src, settings, calibration)
+    model, excluded = qdq_model(src, calibration, **settings.qdq_options())
     new_card = derived_card(
         base,
         src,
@@ -219,38 +232,50 @@ def quantize_onnx(
     return out
 
 
-def _quantized(src: Path, settings: OnnxQuantSettings, calibration) -> tuple[Any, list[str]]:
-    """(the QDQ model of ``src`` under ``settings``, the nodes left in float)."""
+def qdq_model(
+    src: Path,
+    calibration,
+    *,
+    method: str,
+    per_channel: bool,
+    activation_type: str,
+    weight_type: str,
+    extra: dict[str, Any],
+    quant_format: str = "qdq",
+    exclude_classifier: bool = False,
+    exclude_first: bool = False,
+    float_logits: bool = False,
+    keep_sensitive: int = 0,
+    bias_correction: bool = False,
+) -> tuple[Any, list[str]]:
+    """(the QDQ model of ``src``, the nodes left in float): ORT's pre-processing,
+    :func:`static_qdq` and :func:`refine_qdq` in a scratch folder. The one pipeline of
+    every ONNX Runtime INT8 row (uint8 here, symmetric for TensorRT); ``extra`` is
+    ``quantize_static``'s ``extra_options``."""
     import onnx
 
-    extra: dict[str, Any] = {
-        "ActivationSymmetric": settings.activation_symmetric,
-        "WeightSymmetric": True,
-    }
-    if settings.method == "percentile":
-        extra["CalibPercentile"] = settings.percentile
     with tempfile.TemporaryDirectory(prefix="ce-quant-") as tmp:
         pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         _preprocess(src, pre)
         graph = onnx.load(str(pre))
-        excluded = [classifier_node(graph)] if settings.exclude_classifier else []
-        excluded += [first_conv_node(graph)] if settings.exclude_first else []
+        excluded = [classifier_node(graph)] if exclude_classifier else []
+        excluded += [first_conv_node(graph)] if exclude_first else []
         static_qdq(
             src,
             pre,
             q,
             calibration,
-            method=settings.method,
-            per_channel=settings.per_channel,
-            activation_type=settings.activation_type,
-            weight_type=settings.weight_type,
+            method=method,
+            per_channel=per_channel,
+            activation_type=activation_type,
+            weight_type=weight_type,
             excluded=excluded,
             extra=extra,
-            quant_format=settings.quant_format,
+            quant_format=quant_format,
         )
         model, floated = refine_qdq(
-            onnx.load(str(q)), graph, calibration,
-            float_logits=settings.float_logits, keep_sensitive=settings.keep_sensitive,
+            onnx.load(str(q)), graph, calibration, float_logits=float_logits,
+            keep_sensitive=keep_sensitive, bias_correction=bias_correction,
         )  # fmt: skip
     return model, excluded + floated
 

@@ -22,7 +22,6 @@ bias correction and fall back to keeping the most sensitive layers in float.
 from __future__ import annotations
 
 import shlex
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +79,9 @@ def quantize_trt_onnx(
     scores (both as in :func:`caltech_edge.compress.onnx_int8.quantize_onnx`);
     ``bias_correction``: each quantized layer's float bias absorbs the mean shift its
     quantization causes on the calibration images (no labels)."""
-    import onnx
 
     from ..compress._artifact import derived_card, save_onnx_with_card, source_card
-    from ..compress.onnx_int8 import _preprocess, classifier_node, refine_qdq, static_qdq
+    from ..compress.onnx_int8 import qdq_model
 
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
@@ -97,29 +95,19 @@ def quantize_trt_onnx(
         "QuantizeBias": False,
         "CalibPercentile": float(percentile),
     }
-    with tempfile.TemporaryDirectory(prefix="ce-trt-") as tmp:
-        pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
-        _preprocess(src, pre)
-        graph = onnx.load(str(pre))
-        excluded = [classifier_node(graph)] if exclude_classifier else []
-        static_qdq(
-            src,
-            pre,
-            q,
-            calibration,
-            method=method,
-            per_channel=True,
-            activation_type="int8",
-            weight_type="int8",
-            excluded=excluded,
-            extra=extra,
-        )
-        model, floated = refine_qdq(
-            onnx.load(str(q)), graph, calibration,
-            float_logits=float_logits, keep_sensitive=keep_sensitive,
-            bias_correction=bias_correction,
-        )  # fmt: skip
-        excluded += floated
+    model, excluded = qdq_model(
+        src,
+        calibration,
+        method=method,
+        per_channel=True,
+        activation_type="int8",
+        weight_type="int8",
+        extra=extra,
+        exclude_classifier=exclude_classifier,
+        float_logits=float_logits,
+        keep_sensitive=keep_sensitive,
+        bias_correction=bias_correction,
+    )
     command = trtexec_command(out.name, out.with_suffix(".engine").name)
     new_card = derived_card(
         base,
