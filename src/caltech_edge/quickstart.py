@@ -9,6 +9,7 @@ Without ``data`` it generates the synthetic default dataset and says so everywhe
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import socket
@@ -16,12 +17,18 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 
 from ._io import atomic_write_json, atomic_write_text
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .benchmark import BenchmarkResult
+    from .config import TrainConfig
+    from .export.pipeline import ExportResult
+    from .rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -145,110 +152,234 @@ def _run_device(model_path: Path, video: Path, out: Path, cfg: QuickstartConfig)
     return {**stats, "delivered_all": delivered, "published_to": target, "model": str(model_path)}
 
 
-def quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every stage; returns (and writes to ``OUT/summary.json``) what each produced."""
-    from .benchmark import benchmark
-    from .compress.prune_run import prune_run
-    from .config import TrainConfig
+# The modules the stages use, imported in this order before stage 1: see _import_stage_modules.
+_STAGE_MODULES = (
+    ".benchmark",
+    ".compress.prune_run",
+    ".config",
+    ".data.datasets",
+    ".data.report",
+    ".data.synth",
+    ".export.package",
+    ".export.pipeline",
+    ".train",
+)
+
+
+def _import_stage_modules() -> None:
+    """Load every stage's module up front rather than when its stage starts.
+
+    A missing framework (torch, ...) then fails before OUT is created or stage 1 is
+    announced, and the one-off import time is not billed to whichever stage imports first.
+    """
+    for name in _STAGE_MODULES:
+        importlib.import_module(name, __package__)
+
+
+def _prepare_data(
+    cfg: QuickstartConfig, out: Path, echo: Callable[[str], None]
+) -> tuple[Path, dict[str, Any]]:
+    """Synthesize the default dataset (or take ``cfg.data``) and check it before training.
+
+    Checking first shows the user what the run will learn from (and what was skipped) up
+    front, instead of a decode error minutes into training.
+    """
     from .data.datasets import open_dataset
     from .data.report import check_dataset, format_report
     from .data.synth import synthesize
-    from .export.package import package
-    from .export.pipeline import export
+
+    if cfg.synthetic:
+        data = synthesize(out / "data", classes=cfg.classes, per_class=cfg.per_class,
+                          size=96, seed=cfg.seed)  # fmt: skip
+    else:
+        data = Path(cfg.data)
+    report = check_dataset(open_dataset(data), progress=cfg.progress)
+    echo(format_report(report))
+    summary = {k: report[k] for k in ("name", "synthetic", "classes", "images")}
+    summary["skipped"] = len(report["skipped"])
+    return data, summary
+
+
+def _train_config(cfg: QuickstartConfig) -> TrainConfig:
+    """Training settings whose defaults depend on the data.
+
+    Synthetic shapes learn from scratch at a small size; real photos need ImageNet
+    weights, the usual 224 px and colour augmentation.
+    """
+    from .config import TrainConfig
+
+    return TrainConfig(
+        arch=cfg.arch,
+        weights=cfg.weights or ("none" if cfg.synthetic else "imagenet"),
+        image_size=cfg.image_size or (64 if cfg.synthetic else 224),
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        scheduler="cosine",
+        warmup_epochs=1,
+        train_per_class=cfg.train_per_class,
+        val_per_class=cfg.val_per_class,
+        augmentation="crop" if cfg.synthetic else "crop_color",
+        precision="auto",
+        seed=cfg.seed,
+    )
+
+
+def _train_and_evaluate(
+    cfg: QuickstartConfig, data: Path, out: Path, echo: Callable[[str], None]
+) -> tuple[RunDir, dict[str, Any]]:
+    """Train the run every later stage starts from, and report its test accuracy."""
     from .train import evaluate, train
 
+    run = train(_train_config(cfg), data=data, out=out / "run", progress=cfg.progress)
+    result = evaluate(run, data=data)
+    summary = {"run": str(run.root), "top1": result["top1"], "top5": result["top5"],
+               "test_images": result["images"]}  # fmt: skip
+    echo(
+        f"test top-1 {result['top1']:.3f}, top-5 {result['top5']:.3f} on {result['images']} images"
+    )
+    return run, summary
+
+
+def _prune_and_evaluate(
+    cfg: QuickstartConfig, run: RunDir, data: Path, out: Path
+) -> tuple[RunDir, dict[str, Any]]:
+    """Prune ``run`` into its own run directory, fine-tuning, and report its test scores.
+
+    The confusion matrix and per-class scores are dropped: the summary compares headline
+    numbers between the runs.
+    """
+    from .compress.prune_run import prune_run
+    from .train import evaluate
+
+    pruned = prune_run(run, out=out / "run-pruned", amount=cfg.prune_amount, structured=True,
+                       steps=2, finetune_epochs=cfg.finetune_epochs, data=data,
+                       progress=cfg.progress)  # fmt: skip
+    summary = {"run": str(pruned.root), **evaluate(pruned, data=data, split="test")}
+    summary.pop("confusion", None)
+    summary.pop("per_class", None)
+    return pruned, summary
+
+
+def _export_both(
+    run: RunDir, pruned: RunDir, data: Path, out: Path
+) -> tuple[ExportResult, dict[str, Any]]:
+    """Export the run to every format and the pruned run to ``PRUNED_FORMATS``.
+
+    Returns the run's export (the device stage picks its model from it) and the
+    ``export`` and ``export_pruned`` summary entries.
+    """
+    from .export.pipeline import export
+
+    exported = export(run.root, formats=ALL_FORMATS, out=out / "export", data=data)
+    pruned_export = export(
+        pruned.root, formats=PRUNED_FORMATS, out=out / "export-pruned", data=data
+    )
+    return exported, {
+        "export": {
+            name: {"artifact": str(path), **exported.reports[name].to_dict()}
+            for name, path in exported.artifacts.items()
+        },
+        "export_pruned": {n: str(p) for n, p in pruned_export.artifacts.items()},
+    }
+
+
+def _package_for_deeplens(out: Path) -> dict[str, str]:
+    """Package the full export the way a DeepLens deployment takes it."""
+    from .export.package import package
+
+    model_tar, lambda_zip = package(out / "export", out=out / "deeplens")
+    return {"model": str(model_tar), "lambda": str(lambda_zip)}
+
+
+def _device_demo(
+    cfg: QuickstartConfig,
+    data: Path,
+    run: RunDir,
+    exported: ExportResult,
+    out: Path,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    """Run the device loop on a video of the test images, as a camera would feed it.
+
+    Prefers the int8 OpenVINO model (the quantized model a small device would run), else
+    ONNX when the export has no ``openvino-int8`` artifact.
+    """
+    video = write_demo_video(data, run.split, out / "demo.avi", frames=cfg.video_frames)
+    device_model = exported.artifacts.get("openvino-int8", exported.artifacts["onnx"])
+    device = _run_device(device_model, video, out, cfg)
+    echo(f"{device.get('published', '?')} results published to "
+         f"{device['published_to']}")  # fmt: skip
+    return device
+
+
+def _benchmark_both(cfg: QuickstartConfig, data: Path, out: Path) -> BenchmarkResult:
+    """Benchmark both exports into one table (saved under OUT).
+
+    The baselines are timed once, with the full export; the pruned rows are renamed so
+    they sit next to the formats they came from.
+    """
+    from .benchmark import benchmark
+
+    bench = benchmark(out / "export", data=data, iters=30, warmup=5)
+    pruned_bench = benchmark(out / "export-pruned", data=data, iters=30, warmup=5, baselines=False)
+    bench.rows += [
+        replace(r, format=f"pruned{cfg.prune_amount:.0%}-{r.format}") for r in pruned_bench.rows
+    ]
+    bench.save(out)
+    return bench
+
+
+def _write_summary(out: Path, kind: str, table: str, summary: dict[str, Any]) -> None:
+    """Write ``summary.md`` (the benchmark table) and ``summary.json`` (everything).
+
+    The JSON round trip with ``default=str`` turns paths and other objects into strings.
+    """
+    atomic_write_text(out / "summary.md", f"# caltech-edge quickstart ({kind} data)\n\n{table}")
+    atomic_write_json(out / "summary.json", json.loads(json.dumps(summary, default=str)))
+
+
+def _echo_result(
+    echo: Callable[[str], None], kind: str, out: Path, table: str, times: dict[str, float]
+) -> None:
+    """The closing lines: where everything went, the benchmark table, the stage times."""
+    echo("")
+    echo(f"caltech-edge quickstart on {kind} data: {out}")
+    echo(table)
+    echo(f"Stage times (s): {times}")
+
+
+def quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every stage; returns (and writes to ``OUT/summary.json``) what each produced."""
+    _import_stage_modules()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     stages = _Stages(8, echo)
     summary: dict[str, Any] = {"config": {k: str(v) for k, v in asdict(cfg).items()}}
+    data_step = "synthesize the SYNTHETIC default dataset" if cfg.synthetic else f"check {cfg.data}"
 
-    with stages.stage(
-        "data: "
-        + ("synthesize the SYNTHETIC default dataset" if cfg.synthetic else f"check {cfg.data}")
-    ):
-        if cfg.synthetic:
-            data = synthesize(out / "data", classes=cfg.classes, per_class=cfg.per_class,
-                              size=96, seed=cfg.seed)  # fmt: skip
-        else:
-            data = Path(cfg.data)
-        report = check_dataset(open_dataset(data), progress=cfg.progress)
-        echo(format_report(report))
-        summary["data"] = {k: report[k] for k in ("name", "synthetic", "classes", "images")}
-        summary["data"]["skipped"] = len(report["skipped"])
-
+    with stages.stage("data: " + data_step):
+        data, summary["data"] = _prepare_data(cfg, out, echo)
     with stages.stage("train"):
-        tcfg = TrainConfig(
-            arch=cfg.arch,
-            weights=cfg.weights or ("none" if cfg.synthetic else "imagenet"),
-            image_size=cfg.image_size or (64 if cfg.synthetic else 224),
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            scheduler="cosine",
-            warmup_epochs=1,
-            train_per_class=cfg.train_per_class,
-            val_per_class=cfg.val_per_class,
-            augmentation="crop" if cfg.synthetic else "crop_color",
-            precision="auto",
-            seed=cfg.seed,
-        )
-        run = train(tcfg, data=data, out=out / "run", progress=cfg.progress)
-        result = evaluate(run, data=data)
-        summary["train"] = {"run": str(run.root), "top1": result["top1"], "top5": result["top5"],
-                            "test_images": result["images"]}  # fmt: skip
-        echo(
-            f"test top-1 {result['top1']:.3f}, top-5 {result['top5']:.3f} on {result['images']} images"
-        )
-
+        run, summary["train"] = _train_and_evaluate(cfg, data, out, echo)
     with stages.stage(f"prune {cfg.prune_amount:.0%} of channels + fine-tune"):
-        pruned = prune_run(run, out=out / "run-pruned", amount=cfg.prune_amount, structured=True,
-                           steps=2, finetune_epochs=cfg.finetune_epochs, data=data,
-                           progress=cfg.progress)  # fmt: skip
-        summary["prune"] = {"run": str(pruned.root), **evaluate(pruned, data=data, split="test")}
-        summary["prune"].pop("confusion", None)
-        summary["prune"].pop("per_class", None)
-
+        pruned, summary["prune"] = _prune_and_evaluate(cfg, run, data, out)
     with stages.stage("export + quantize + verify: " + ", ".join(ALL_FORMATS)):
-        exported = export(run.root, formats=ALL_FORMATS, out=out / "export", data=data)
-        pruned_export = export(
-            pruned.root, formats=PRUNED_FORMATS, out=out / "export-pruned", data=data
-        )
-        summary["export"] = {
-            name: {"artifact": str(path), **exported.reports[name].to_dict()}
-            for name, path in exported.artifacts.items()
-        }
-        summary["export_pruned"] = {n: str(p) for n, p in pruned_export.artifacts.items()}
-
+        exported, exports = _export_both(run, pruned, data, out)
+        summary.update(exports)
     with stages.stage("package for DeepLens"):
-        model_tar, lambda_zip = package(out / "export", out=out / "deeplens")
-        summary["package"] = {"model": str(model_tar), "lambda": str(lambda_zip)}
-
+        summary["package"] = _package_for_deeplens(out)
     with stages.stage("device runtime on a generated video"):
-        video = write_demo_video(data, run.split, out / "demo.avi", frames=cfg.video_frames)
-        device_model = exported.artifacts.get("openvino-int8", exported.artifacts["onnx"])
-        summary["device"] = _run_device(device_model, video, out, cfg)
-        echo(f"{summary['device'].get('published', '?')} results published to "
-             f"{summary['device']['published_to']}")  # fmt: skip
-
+        summary["device"] = _device_demo(cfg, data, run, exported, out, echo)
     with stages.stage("benchmark every format against PyTorch and raw ONNX Runtime"):
-        bench = benchmark(out / "export", data=data, iters=30, warmup=5)
-        pruned_bench = benchmark(
-            out / "export-pruned", data=data, iters=30, warmup=5, baselines=False
-        )
-        bench.rows += [
-            replace(r, format=f"pruned{cfg.prune_amount:.0%}-{r.format}") for r in pruned_bench.rows
-        ]
-        bench.save(out)
+        bench = _benchmark_both(cfg, data, out)
         summary["benchmark"] = bench.to_dict()
-
     with stages.stage("summary"):
         table = bench.markdown()
         kind = "SYNTHETIC" if cfg.synthetic else "real"
-        atomic_write_text(out / "summary.md", f"# caltech-edge quickstart ({kind} data)\n\n{table}")
+        # The same dict, not a copy: summary.json has the first seven stages' times, the
+        # returned summary also this stage's own.
         summary["stage_seconds"] = stages.times
-        atomic_write_json(out / "summary.json", json.loads(json.dumps(summary, default=str)))
-    echo("")
-    echo(f"caltech-edge quickstart on {kind} data: {out}")
-    echo(table)
-    echo(f"Stage times (s): {stages.times}")
+        _write_summary(out, kind, table, summary)
+    _echo_result(echo, kind, out, table, stages.times)
     return summary

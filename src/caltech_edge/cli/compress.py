@@ -12,6 +12,12 @@ from ._common import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _add_quantize_parser(sub)
+    _add_prune_parser(sub)
+    _add_compress_parser(sub)
+
+
+def _add_quantize_parser(sub: argparse._SubParsersAction) -> None:
     q = sub.add_parser(
         "quantize",
         help="post-training INT8 quantization of an exported model",
@@ -58,6 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", type=Path, required=True, help="output directory")
     q.set_defaults(func=_quantize)
 
+
+def _add_prune_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prune",
         help="prune a torch training run (unstructured sparsity or real channel removal)",
@@ -92,6 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="new run directory")
     p.set_defaults(func=_prune)
 
+
+def _add_compress_parser(sub: argparse._SubParsersAction) -> None:
+    """``compress`` and its one sub-command, ``report``."""
     c = sub.add_parser("compress", help="compression reports")
     csub = c.add_subparsers(dest="compress_command", metavar="SUBCOMMAND", required=True)
     r = csub.add_parser(

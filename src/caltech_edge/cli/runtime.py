@@ -77,6 +77,15 @@ def _register_infer(sub: Any) -> None:
         action="store_true",
         help="preprocess the next frame while the model runs (more frames/s, +1 frame latency)",
     )
+    _add_interpretation_options(p)
+    _add_publishing_options(p)
+    from .deploy import add_device_args
+
+    add_device_args(p)
+    p.set_defaults(func=_infer)
+
+
+def _add_interpretation_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("interpretation")
     g.add_argument("--every", type=int, default=1, help="infer on every k-th frame")
     g.add_argument(
@@ -96,6 +105,10 @@ def _register_infer(sub: Any) -> None:
     )
     g.add_argument("--top-k", type=int, default=5)
     g.add_argument("--roi", help="region of interest 'x,y,w,h' in pixels or fractions")
+
+
+def _add_publishing_options(p: argparse.ArgumentParser) -> None:
+    """Where results go: the MQTT group, then the local outputs group."""
     m = p.add_argument_group("MQTT (AWS IoT Core: port 8883 with --tls-*)")
     m.add_argument("--mqtt-host", help="broker host; without it nothing goes to MQTT")
     m.add_argument("--mqtt-port", type=int, help="default 1883, or 8883 with --tls-ca")
@@ -133,10 +146,6 @@ def _register_infer(sub: Any) -> None:
         "--capture-sample", type=float, default=0.0, help="also keep this fraction of all frames"
     )
     o.add_argument("--capture-max-files", type=int, default=1000)
-    from .deploy import add_device_args
-
-    add_device_args(p)
-    p.set_defaults(func=_infer)
 
 
 def _check_paths(args: argparse.Namespace) -> tuple:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,126 @@ def _size_stats(model: nn.Module, image_size: int, weights: Path) -> dict[str, i
     }
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """:func:`prune_run`'s arguments in one object, so its step helpers need not take eleven."""
+
+    source: RunDir
+    out: RunDir
+    amount: float
+    structured: bool
+    steps: int
+    finetune_epochs: int
+    data: str | Path | None
+    learning_rate: float | None
+    importance: str
+    round_to: int | None
+    progress: bool
+
+
+def _cut(model: nn.Module, ratio: float, plan: _Plan, image_size: int, head: str) -> None:
+    """One pruning step, in place; the classifier ``head`` is never cut.
+
+    Structured pruning removes ``ratio`` of the *current* channels (see
+    :func:`step_ratios`); unstructured pruning is one global magnitude cut of ``amount``.
+    """
+    if plan.structured:
+        ChannelPruner(
+            model,
+            amount=ratio,
+            image_size=image_size,
+            ignore=(head,),
+            importance=plan.importance,
+            round_to=plan.round_to,
+        ).step()
+    else:
+        prune_unstructured(model, amount=plan.amount, exclude=(head,))
+
+
+def _pruned_record(plan: _Plan) -> dict[str, Any]:
+    """The card's ``extra["pruned"]``: tells ``load_torch_model`` to resize the architecture."""
+    return {
+        "structured": bool(plan.structured),
+        "amount": float(plan.amount),
+        "steps": int(plan.steps),
+        "round_to": plan.round_to,
+        "from_sha256": sha256_file(plan.source.weights),
+    }
+
+
+def _finetune_step(
+    model: nn.Module, card: ModelCard, plan: _Plan, step: int
+) -> tuple[nn.Module, ModelCard]:
+    """Fine-tune after cut ``step`` (0-based).
+
+    The last fine-tune trains straight into ``out`` (its config and split are kept there);
+    earlier ones get their own ``out/stepN`` run directories.
+    """
+    last = step == int(plan.steps) - 1
+    step_dir = plan.out.root if last else plan.out.root / f"step{step + 1}"
+    return _finetune(
+        model,
+        card,
+        plan.source,
+        data=plan.data,
+        out=step_dir,
+        epochs=plan.finetune_epochs,
+        learning_rate=plan.learning_rate,
+        progress=plan.progress,
+    )
+
+
+def _prune_steps(
+    plan: _Plan, model: nn.Module, card: ModelCard, image_size: int, head: str
+) -> tuple[nn.Module, ModelCard, list[dict[str, Any]]]:
+    """Cut (and fine-tune) step by step; returns the final model, its card and the history.
+
+    A fine-tune's card is the one the trainer saved, so the ``pruned`` record is stamped on
+    the final card again: it is what lets the narrower state dict load.
+    """
+    history: list[dict[str, Any]] = []
+    ratios = step_ratios(float(plan.amount), int(plan.steps)) if plan.structured else [plan.amount]
+    for i, ratio in enumerate(ratios):
+        _cut(model, ratio, plan, image_size, head)
+        entry: dict[str, Any] = {"step": i + 1, "params": count_parameters(model)}
+        pruned_card = card.replace(extra={**card.extra, "pruned": _pruned_record(plan)})
+        if plan.finetune_epochs:
+            model, card_after = _finetune_step(model, pruned_card, plan, i)
+            entry["finetuned_top1"] = card_after.metrics.get("top1")
+            card = card_after
+        else:
+            card = pruned_card
+        history.append(entry)
+    if not plan.structured and plan.finetune_epochs:
+        prune_unstructured(model, amount=plan.amount, exclude=(head,))  # training refilled zeros
+    card = card.replace(extra={**card.extra, "pruned": pruned_card.extra["pruned"]})
+    return model, card, history
+
+
+def _prune_stats(
+    plan: _Plan,
+    model: nn.Module,
+    head: str,
+    before: dict[str, int],
+    after: dict[str, int],
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What ``prune.json`` records: the settings, the sizes before and after, each step."""
+    return {
+        "source": str(plan.source.root),
+        "structured": bool(plan.structured),
+        "amount": float(plan.amount),
+        "steps": int(plan.steps),
+        "finetune_epochs": int(plan.finetune_epochs),
+        "sparsity": sparsity(model, exclude=(head,)),
+        "before": before,
+        "after": after,
+        "macs_ratio": before["macs"] / max(1, after["macs"]),
+        "params_ratio": before["params"] / max(1, after["params"]),
+        "history": history,
+    }
+
+
 def prune_run(
     run: str | Path | RunDir,
     *,
@@ -152,72 +273,18 @@ def prune_run(
     source = run if isinstance(run, RunDir) else RunDir(run)
     out_run = RunDir(out)
     _check_arguments(source, out_run, amount, steps, structured, bool(finetune_epochs), data)
+    plan = _Plan(source, out_run, amount, structured, steps, finetune_epochs, data,
+                 learning_rate, importance, round_to, progress)  # fmt: skip
     model, card = load_torch_model(source)
     size = card.preprocess.image_size
     head = arch_info(card.arch).head
     before = _size_stats(model, size, source.weights)
-    history: list[dict[str, Any]] = []
-    for i, ratio in enumerate(step_ratios(float(amount), int(steps)) if structured else [amount]):
-        if structured:
-            ChannelPruner(
-                model,
-                amount=ratio,
-                image_size=size,
-                ignore=(head,),
-                importance=importance,
-                round_to=round_to,
-            ).step()
-        else:
-            prune_unstructured(model, amount=amount, exclude=(head,))
-        entry: dict[str, Any] = {"step": i + 1, "params": count_parameters(model)}
-        pruned_card = card.replace(
-            extra={
-                **card.extra,
-                "pruned": {
-                    "structured": bool(structured),
-                    "amount": float(amount),
-                    "steps": int(steps),
-                    "round_to": round_to,
-                    "from_sha256": sha256_file(source.weights),
-                },
-            }
-        )
-        if finetune_epochs:
-            step_dir = out_run.root if i == int(steps) - 1 else out_run.root / f"step{i + 1}"
-            model, card_after = _finetune(
-                model,
-                pruned_card,
-                source,
-                data=data,
-                out=step_dir,
-                epochs=finetune_epochs,
-                learning_rate=learning_rate,
-                progress=progress,
-            )
-            entry["finetuned_top1"] = card_after.metrics.get("top1")
-            card = card_after
-        else:
-            card = pruned_card
-        history.append(entry)
-    if not structured and finetune_epochs:
-        prune_unstructured(model, amount=amount, exclude=(head,))  # training refilled zeros
-    card = card.replace(extra={**card.extra, "pruned": pruned_card.extra["pruned"]})
+    model, card, history = _prune_steps(plan, model, card, size, head)
     _write_run(model, card, source, out_run)
     after = _size_stats(model, size, out_run.weights)
-    stats = {
-        "source": str(source.root),
-        "structured": bool(structured),
-        "amount": float(amount),
-        "steps": int(steps),
-        "finetune_epochs": int(finetune_epochs),
-        "sparsity": sparsity(model, exclude=(head,)),
-        "before": before,
-        "after": after,
-        "macs_ratio": before["macs"] / max(1, after["macs"]),
-        "params_ratio": before["params"] / max(1, after["params"]),
-        "history": history,
-    }
-    atomic_write_json(out_run.root / PRUNE_FILE, stats)
+    atomic_write_json(
+        out_run.root / PRUNE_FILE, _prune_stats(plan, model, head, before, after, history)
+    )
     log.info(
         "pruned %s -> %s: params %s -> %s, MACs %.3g -> %.3g",
         source.root,

@@ -17,33 +17,19 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write_json, sha256_file
-from ..card import ModelCard, write_class_names
-from ..config import Framework, TrainConfig
+from ..card import ModelCard
+from ..config import TrainConfig
 from ..data.transforms import PreprocessSpec
 from ..errors import CheckpointError, ConfigError
 from ..rundir import RunDir
 from ..train.common import (
-    FitState,
     checkpoint_due,
     evaluation_indices,
-    resolve_split,
     update_state,
 )
 from . import gluon_loop as loop
 from ._mxnet_compat import import_mxnet
-from .gluon_models import create_gluon_model, gluon_arch
-
-_NOTES_PRECISION = "Gluon trains in fp32 on this CPU; precision={} was not applied"
-
-
-def _open(data: str | Path, config: TrainConfig) -> Any:
-    from ..data.datasets import open_dataset
-
-    return open_dataset(data, drop_clutter=config.drop_clutter)
-
-
-def _spec(config: TrainConfig) -> PreprocessSpec:
-    return PreprocessSpec(image_size=config.image_size, resize_size=config.resize_size)
+from .gluon_setup import Fit, Model, Setup, build_model, gluon_config, open_data, prepare, start_fit
 
 
 def _evaluate_net(net: Any, ds: Any, indices: Any, spec: PreprocessSpec, config: TrainConfig):
@@ -87,86 +73,86 @@ def train(
     ``resume=True`` continues from ``out/checkpoints/last-gluon.npz`` when it exists (same
     result as an uninterrupted run). Returns the :class:`RunDir`.
     """
-    if unsupported:
-        raise ConfigError(
-            f"the Gluon trainer does not accept {', '.join(sorted(unsupported))} "
-            "(injecting a built model is a torch-trainer feature)"
-        )
-    if config.framework != Framework.GLUON:
-        config = config.replace(framework="gluon")
+    config = gluon_config(config, unsupported)
     import_mxnet()  # fail early (missing mxnet), before any file is written
-    from ..data.augment import AugmentSpec
-    from ..data.loader import iter_batches
-
-    arch = gluon_arch(config.arch)
-    run = RunDir(out)
-    run.root.mkdir(parents=True, exist_ok=True)
-    ds = _open(data, config)
-    num_classes = len(ds.classes)
-    if config.num_classes is not None and config.num_classes != num_classes:
-        raise ConfigError(
-            f"num_classes={config.num_classes} but {data} has {num_classes} classes; "
-            "drop num_classes to take it from the data"
-        )
-    ckpt = run.checkpoints / loop.CHECKPOINT_NAME
-    split = resolve_split(config, ds, run, resume=resume, resume_marker=ckpt)
-    split.save(run.split)
-    config.save(run.config)
-    write_class_names(run.classes, ds.classes)
-    spec = _spec(config)
-    augment = AugmentSpec.from_sagemaker(config.augmentation.value, config.min_crop_area)
-    notes = list(config.notes)
-    if config.precision.value not in ("fp32", "auto"):
-        notes.append(_NOTES_PRECISION.format(config.precision.value))
-
-    loop.seed_epoch(config.seed, -1)
-    net = create_gluon_model(arch, num_classes, weights=config.weights, image_size=spec.image_size)
-    net.hybridize()
-    plan = loop.plan_strategy(net, config)
-    trainer = loop.make_trainer(net, plan, config)
-    state, seconds, best = FitState(), 0.0, None
-    if resume and ckpt.is_file():
-        saved, best = loop.load_checkpoint(ckpt, net=net, trainer=trainer)
-        state, seconds = FitState.from_dict(saved), float(saved.get("train_seconds", 0.0))
-    train_idx, val_idx = split.subset("train"), split.subset("val")
+    setup = prepare(config, data, out, resume)
+    model = build_model(setup)
+    fit = start_fit(setup, model, resume)
+    train_idx, val_idx = setup.split.subset("train"), setup.split.subset("val")
     if not train_idx:
         raise ConfigError(f"{data}: the split has no training images")
-    steps = max(1, -(-len(train_idx) // config.batch_size))
-    weights = _class_weights(ds, train_idx, config)
-    cache = (
-        _cache_features(net, plan, ds, train_idx, spec, config) if config.cache_features else None
-    )
+    _train_epochs(setup, model, fit, train_idx, val_idx, progress)
+    if fit.best is not None:  # keep the best epoch's weights (validation, else training metric)
+        loop.restore(model.net, fit.best)
+    return _finish(setup.run, model.net, setup.ds, setup.split, setup.spec, config, setup.arch,
+                   fit.state, fit.seconds, setup.notes)  # fmt: skip
+
+
+def _train_epochs(setup: Setup, model: Model, fit: Fit, train_idx: list[int],
+                  val_idx: list[int], progress: bool) -> None:  # fmt: skip
+    """Train from ``fit.state.epoch`` until ``config.epochs`` or early stopping.
+
+    Each epoch re-seeds from (seed, epoch) and ends with a checkpoint, so a resumed run
+    computes the same epochs as an uninterrupted one.
+    """
     from ..train.metrics import Accumulator
 
-    bar = _progress(progress, config.epochs * len(train_idx), state.epoch * len(train_idx))
-    while state.epoch < config.epochs and not state.stopped_early:
-        epoch = state.epoch
+    config, net = setup.config, model.net
+    num_classes = len(setup.ds.classes)
+    steps = max(1, -(-len(train_idx) // config.batch_size))
+    weights = _class_weights(setup.ds, train_idx, config)
+    cache = (
+        _cache_features(net, model.plan, setup.ds, train_idx, setup.spec, config)
+        if config.cache_features
+        else None
+    )
+    bar = _progress(progress, config.epochs * len(train_idx), fit.state.epoch * len(train_idx))
+    while fit.state.epoch < config.epochs and not fit.state.stopped_early:
+        epoch = fit.state.epoch
         loop.seed_epoch(config.seed, epoch)
         started = time.perf_counter()
-        batches = (
-            _cached_batches(cache, config, epoch)
-            if cache is not None
-            else iter_batches(
-                ds, train_idx, spec, batch_size=config.batch_size, shuffle=True,
-                seed=config.seed, epoch=epoch, augment=augment,
-            )
-        )  # fmt: skip
+        batches = _epoch_batches(setup, cache, train_idx, epoch)
         acc = Accumulator(num_classes, top_k=min(config.top_k, num_classes))
-        _fit_epoch(net, trainer, plan, batches, acc, config=config, epoch=epoch, steps=steps,
-                   cached=cache is not None, weights=weights, bar=bar)  # fmt: skip
-        seconds += time.perf_counter() - started
-        val = _evaluate_net(net, ds, val_idx, spec, config).result() if val_idx else None
-        record = _record(epoch, trainer, acc.result(), val)
-        if update_state(state, record, config):  # the shared best-epoch/early-stopping rule
-            best = loop.snapshot(net)
-        _save(run, ckpt, net, trainer, config, {**state.to_dict(), "train_seconds": seconds}, best)
+        _fit_epoch(net, model.trainer, model.plan, batches, acc, config=config, epoch=epoch,
+                   steps=steps, cached=cache is not None, weights=weights, bar=bar)  # fmt: skip
+        fit.seconds += time.perf_counter() - started
+        record = _end_epoch(setup, model, fit, epoch, acc, val_idx)
         if bar is not None:
             bar.set_postfix(epoch=epoch + 1, loss=f"{record['train_loss']:.3f}")
     if bar is not None:
         bar.close()
-    if best is not None:  # keep the best epoch's weights (validation, else training metric)
-        loop.restore(net, best)
-    return _finish(run, net, ds, split, spec, config, arch, state, seconds, notes)
+
+
+def _epoch_batches(setup: Setup, cache: Any, train_idx: list[int], epoch: int) -> Any:
+    """An epoch's training batches: cached backbone features, else augmented images.
+
+    Both orders are functions of (seed, epoch), which is what makes resume exact.
+    """
+    from ..data.loader import iter_batches
+
+    config = setup.config
+    if cache is not None:
+        return _cached_batches(cache, config, epoch)
+    return iter_batches(
+        setup.ds, train_idx, setup.spec, batch_size=config.batch_size, shuffle=True,
+        seed=config.seed, epoch=epoch, augment=setup.augment,
+    )  # fmt: skip
+
+
+def _end_epoch(setup: Setup, model: Model, fit: Fit, epoch: int, acc: Any,
+               val_idx: list[int]) -> dict[str, Any]:  # fmt: skip
+    """Validate, record the epoch, keep the best weights and checkpoint; returns the record.
+
+    Runs after ``fit.seconds`` is updated, so validation is not counted as training time.
+    """
+    config, net = setup.config, model.net
+    val = _evaluate_net(net, setup.ds, val_idx, setup.spec, config).result() if val_idx else None
+    record = _record(epoch, model.trainer, acc.result(), val)
+    if update_state(fit.state, record, config):  # the shared best-epoch/early-stopping rule
+        fit.best = loop.snapshot(net)
+    state = {**fit.state.to_dict(), "train_seconds": fit.seconds}
+    _save(setup.run, setup.ckpt, net, model.trainer, config, state, fit.best)
+    return record
 
 
 def _record(epoch: int, trainer: Any, res: dict, val: dict | None) -> dict[str, Any]:
@@ -320,7 +306,7 @@ def evaluate(run: str | Path | RunDir, *, data: str | Path, split: str = "test")
     run = run if isinstance(run, RunDir) else RunDir(run)
     net, card = load_gluon_model(run)
     config = TrainConfig.from_file(run.config) if run.config.is_file() else TrainConfig()
-    ds = _open(data, config)
+    ds = open_data(data, config)
     if tuple(ds.classes) != tuple(card.class_names):
         raise ConfigError(f"{data}: its classes differ from the run's classes.txt ({run.classes})")
     indices = evaluation_indices(run, ds, split)
