@@ -251,6 +251,21 @@ def test_prefetch_loop_gives_the_same_results(edge_artifacts, video):
     assert all(p["latency_ms"]["preprocess"] > 0 for p in piped)
 
 
+def test_prefetch_thread_stops_when_a_consumer_raises(edge_artifacts, video):
+    """A failing on_payload (or publisher) ends the run without a stray prefetch thread."""
+    from caltech_edge.runtime import load_model, run
+
+    model = load_model(edge_artifacts["onnxruntime"])
+    before = set(threading.enumerate())
+
+    def fail(payload):
+        raise RuntimeError("consumer broke")
+
+    with pytest.raises(RuntimeError, match="consumer broke"):
+        run(open_source(video), model, on_payload=fail, max_frames=12, prefetch=True)
+    assert [t for t in threading.enumerate() if t not in before and t.is_alive()] == []
+
+
 def test_fused_openvino_agrees_with_reference_preprocessing(edge_artifacts):
     from caltech_edge.runtime import load_model
     from caltech_edge.runtime.fused import crop_box, load_fused

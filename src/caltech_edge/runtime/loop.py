@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
@@ -93,6 +94,33 @@ def _prefetched(source: Any, model: EdgeModel, interpreter: Interpreter, roi: An
     return _Prefetch(source, model, interpreter, roi)
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """What every frame's step uses, fixed for the whole run (one argument, not a dozen)."""
+
+    model: EdgeModel
+    interpreter: Interpreter
+    top_k: int
+    sequencer: Sequencer
+    source: Any
+    roi: Optional[Sequence[float]]
+    device: str
+    publishers: Sequence[Any]
+    stream: Optional[MjpegStream]
+    capture: Optional[RetrainCapture]
+    on_payload: Optional[Callable[[Dict[str, Any]], None]]
+
+
+@dataclass
+class _Counts:
+    """The counters the frame steps keep; they become the run's stats."""
+
+    frames: int = 0
+    inferences: int = 0
+    published: int = 0
+    bad_roi: int = 0
+
+
 def run(
     source: Iterable[Tuple[int, np.ndarray]],
     model: EdgeModel,
@@ -121,59 +149,95 @@ def run(
     """
     interpreter = Interpreter(interpret or InterpretConfig())
     sequencer = sequencer or Sequencer()
+    parts = _Parts(model, interpreter, interpreter.config.top_k, sequencer, source, roi, device,
+                   _outbox_first(publishers, sequencer), stream, capture, on_payload)  # fmt: skip
+    counts = _Counts()
+    started = time.perf_counter()
+    prefetch = prefetch and getattr(model, "supports_prefetch", True)
+    items = _prefetched(source, model, interpreter, roi) if prefetch else _plain(source)
+    try:
+        for index, frame, chw in items:
+            if stop is not None and stop.is_set():
+                break
+            if max_frames is not None and counts.frames >= max_frames:
+                break
+            counts.frames += 1
+            if not interpreter.should_infer(index):
+                continue
+            published = _step(parts, counts, index, frame, chw)
+            if published and max_frames is not None and counts.frames >= max_frames:
+                break
+    finally:  # a raising model or publisher must not leave the prefetch thread polling
+        if isinstance(items, _Prefetch):
+            items.close()
+    return _stats(counts, time.perf_counter() - started, parts)
+
+
+def _outbox_first(publishers: Sequence[Any], sequencer: Sequencer) -> Sequence[Any]:
+    """``publishers``, the one that writes to the sequencer's outbox (if any) first."""
     # the outbox commit is what makes an id durable: it happens before any other output
     outbox = getattr(sequencer, "outbox", None)
     if outbox is not None:
         publishers = sorted(publishers, key=lambda p: getattr(p, "buffer", None) is not outbox)
-    cfg = interpreter.config
-    frames = inferences = published = bad_roi = 0
-    started = time.perf_counter()
-    prefetch = prefetch and getattr(model, "supports_prefetch", True)
-    items = _prefetched(source, model, interpreter, roi) if prefetch else _plain(source)
-    for index, frame, chw in items:
-        if stop is not None and stop.is_set():
-            break
-        if max_frames is not None and frames >= max_frames:
-            break
-        frames += 1
-        if not interpreter.should_infer(index):
-            continue
-        try:
-            result = _classify(model, frame, chw, cfg.top_k, roi)
-        except BadFrameError as exc:
-            bad_roi += 1
-            log.warning("frame %d skipped: %s", index, exc)
-            continue
-        inferences += 1
-        decision = interpreter.update(result)
-        shown = decision[0] if decision is not None else result["predictions"]
-        if stream is not None:
-            stream.write(frame, shown)
-        if capture is not None:
-            capture.offer(frame, result, name="{}_{:08d}".format(int(time.time()), index))
-        if decision is None:
-            continue
-        payload = _payload(result, decision, index, source, sequencer, interpreter, device)
-        for pub in publishers:
-            pub.publish(payload)
-        if on_payload is not None:
-            on_payload(payload)
-        published += 1
-        if max_frames is not None and frames >= max_frames:
-            break
-    if isinstance(items, _Prefetch):
-        items.close()
-    elapsed = time.perf_counter() - started
+    return publishers
+
+
+def _step(parts: _Parts, counts: _Counts, index: int, frame: np.ndarray, chw: Any) -> bool:
+    """Infer one frame and send its result on; True when a payload was published.
+
+    A frame the model cannot use is counted and logged, not raised: one bad camera frame
+    must not end the device loop.
+    """
+    try:
+        result = _classify(parts.model, frame, chw, parts.top_k, parts.roi)
+    except BadFrameError as exc:
+        counts.bad_roi += 1
+        log.warning("frame %d skipped: %s", index, exc)
+        return False
+    counts.inferences += 1
+    decision = parts.interpreter.update(result)
+    _show(parts, index, frame, result, decision)
+    if decision is None:
+        return False
+    payload = _payload(
+        result, decision, index, parts.source, parts.sequencer, parts.interpreter, parts.device
+    )
+    for pub in parts.publishers:
+        pub.publish(payload)
+    if parts.on_payload is not None:
+        parts.on_payload(payload)
+    counts.published += 1
+    return True
+
+
+def _show(
+    parts: _Parts, index: int, frame: np.ndarray, result: Dict[str, Any], decision: Any
+) -> None:
+    """Hand an inferred frame to the project stream and the retraining capture.
+
+    They see every inferred frame, reported or not (the stream shows the smoothed
+    predictions once the interpreter has decided, else the frame's own).
+    """
+    shown = decision[0] if decision is not None else result["predictions"]
+    if parts.stream is not None:
+        parts.stream.write(frame, shown)
+    if parts.capture is not None:
+        parts.capture.offer(frame, result, name="{}_{:08d}".format(int(time.time()), index))
+
+
+def _stats(counts: _Counts, elapsed: float, parts: _Parts) -> Dict[str, Any]:
+    """The run's counters and rates, plus the source's, stream's and capture's own stats."""
     stats = {
-        "frames": frames,
-        "inferences": inferences,
-        "published": published,
-        "bad_roi": bad_roi,
+        "frames": counts.frames,
+        "inferences": counts.inferences,
+        "published": counts.published,
+        "bad_roi": counts.bad_roi,
         "seconds": round(elapsed, 3),
-        "fps": round(frames / elapsed, 2) if elapsed > 0 else 0.0,
-        "next_seq": sequencer.peek,
+        "fps": round(counts.frames / elapsed, 2) if elapsed > 0 else 0.0,
+        "next_seq": parts.sequencer.peek,
     }  # type: Dict[str, Any]
-    for name, part in (("source", source), ("stream", stream), ("capture", capture)):
+    for name, part in (("source", parts.source), ("stream", parts.stream),
+                       ("capture", parts.capture)):  # fmt: skip
         if part is not None and hasattr(part, "stats"):
             stats[name] = part.stats()  # type: ignore[union-attr]
     return stats
