@@ -23,7 +23,7 @@ from devices_helpers import (
 from runtime_helpers import run_cli, shared_sample_images
 
 from caltech_edge.card import ModelCard, sidecar_path
-from caltech_edge.data.transforms import PreprocessSpec, preprocess
+from caltech_edge.data.transforms import PreprocessSpec, normalize, preprocess
 from caltech_edge.errors import BackendError, CaltechEdgeError
 from caltech_edge.runtime import load_model
 from caltech_edge.runtime.backends import backend_for
@@ -101,6 +101,34 @@ def test_litert_nhwc_and_int8_io_use_the_tensors_own_parameters(exports):
     raw = np.array([[0, 10, -10]], np.int8)
     o_scale, o_zero = out_detail["quantization"]
     np.testing.assert_allclose(int8.from_output(raw), (raw.astype(np.float32) - o_zero) * o_scale)
+
+
+def test_litert_int8_frames_skip_the_float_tensor_with_the_same_codes(exports):
+    """A full-integer file takes uint8 crops through a table built by the float path."""
+    int8, fp32 = load_model(exports["tflite-int8"]), load_model(exports["tflite"])
+    assert int8.takes_pixels and not fp32.takes_pixels
+    # every value 0..255 in every channel (3 is coprime to 256)
+    crop = (np.arange(32 * 32 * 3) % 256).astype(np.uint8).reshape(1, 32, 32, 3)
+    logits = int8.runtime.infer_pixels(crop)
+    index = int8.runtime.interpreter.get_input_details()[0]["index"]
+    codes = int8.runtime.interpreter.get_tensor(index)
+    x = normalize(crop[0], CARD.preprocess)[None]
+    np.testing.assert_array_equal(codes, int8.runtime.to_input(x))  # code for code
+    np.testing.assert_array_equal(logits, int8.runtime.infer(x))
+    frames = _frames(4)
+    crops = np.stack([int8.preprocess(f) for f in frames])
+    assert crops.dtype == np.uint8 and crops.shape == (4, 32, 32, 3)
+    floats = np.stack([preprocess(f, CARD.preprocess, input_order="BGR") for f in frames])
+    np.testing.assert_array_equal(int8.logits(crops), int8.runtime.infer(floats))
+    # either input form works with either model (a hot swap may hand over the other one)
+    np.testing.assert_array_equal(fp32.logits(crops), fp32.runtime.infer(floats))
+    np.testing.assert_array_equal(int8.logits(floats), int8.runtime.infer(floats))
+    assert (
+        int8.predict_tensor(crops[0], top_k=1)["predictions"]
+        == int8.predict(frames[0], top_k=1)["predictions"]
+    )
+    with pytest.raises(BackendError, match=r"infer_pixels takes .* uint8 RGB crops"):
+        fp32.runtime.infer_pixels(crops)
 
 
 def test_litert_card_sidecar_fallback_and_missing_card(tmp_path):

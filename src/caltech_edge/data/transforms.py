@@ -211,11 +211,20 @@ def normalize(crop_rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
-def preprocess(image: np.ndarray, spec: PreprocessSpec, *, input_order: str = "RGB") -> np.ndarray:
-    """Turn one decoded image (any size, gray/RGB/BGR/alpha) into the model's CHW float32 input."""
+def crop_rgb(image: np.ndarray, spec: PreprocessSpec, *, input_order: str = "RGB") -> np.ndarray:
+    """The geometry half of :func:`preprocess`: the uint8 RGB ``image_size`` square it keeps.
+
+    A runtime whose input is integer (a full-integer LiteRT file) maps these pixels to its
+    input codes with one table lookup instead of normalizing to float and quantizing back.
+    """
     rgb = as_rgb(image, input_order)
     resized = resize_shorter(rgb, spec.resize_size, spec.interpolation)
-    return normalize(center_crop(resized, spec.image_size), spec)
+    return center_crop(resized, spec.image_size)
+
+
+def preprocess(image: np.ndarray, spec: PreprocessSpec, *, input_order: str = "RGB") -> np.ndarray:
+    """Turn one decoded image (any size, gray/RGB/BGR/alpha) into the model's CHW float32 input."""
+    return normalize(crop_rgb(image, spec, input_order=input_order), spec)
 
 
 def preprocess_batch(

@@ -92,7 +92,7 @@ def self_test(candidate: Any, summary: Dict[str, Any], samples: List[Any]) -> in
         samples = [("frame", np.full((64, 64, 3), 128, np.uint8), None)]
     for kind, data, roi in samples:
         x = candidate.preprocess(data, roi) if kind == "frame" else np.asarray(data)
-        logits = np.asarray(candidate.runtime.infer(x[None]))
+        logits = np.asarray(candidate.logits(x[None]))
         if logits.reshape(1, -1).shape[1] != len(candidate.labels):
             raise DeploymentError(
                 f"self-test: model outputs {logits.reshape(1, -1).shape[1]} scores for {len(candidate.labels)} classes"

@@ -3,7 +3,9 @@
 Labels and preprocessing come from the artifact's model card; the frame is converted with
 the library's single :func:`~caltech_edge.data.transforms.preprocess` (``input_order="BGR"``:
 the one BGR->RGB place), so the device computes exactly what training and export
-verification computed. Python 3.8-compatible; imports no torch or mxnet.
+verification computed. A runtime with ``takes_pixels`` (a full-integer LiteRT file) gets the
+same uint8 crop before normalization and maps it to its integer codes itself, the codes the
+float path would give. Python 3.8-compatible; imports no torch or mxnet.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..card import ModelCard
-from ..data.transforms import as_rgb, normalize, preprocess
+from ..data.transforms import as_rgb, crop_rgb, normalize
 from ..errors import ModelCardError
 from .backends import open_runtime
 from .base import Runtime
@@ -87,6 +89,8 @@ class EdgeModel:
         self.path = Path(path) if path else None
         # None: the reference preprocess(); "linear"/"area": crop first (frames.crop_resize)
         self.fast_preprocess = fast_preprocess
+        # integer-input runtimes take the uint8 crop and skip the float tensor (see logits())
+        self.takes_pixels = bool(getattr(runtime, "takes_pixels", False))
         self.info = {
             "name": self.card.name,
             "version": str(self.card.version),
@@ -127,12 +131,30 @@ class EdgeModel:
     def preprocess(
         self, frame_bgr: np.ndarray, roi: Optional[Sequence[float]] = None
     ) -> np.ndarray:
-        """BGR frame (optionally its ROI) -> the model's CHW float32 input."""
+        """BGR frame (optionally its ROI) -> the model's input for :meth:`logits`.
+
+        CHW float32, or for a runtime that ``takes_pixels`` the HxWx3 uint8 RGB crop
+        (a copy: a camera may reuse the frame's buffer while a prefetched input waits).
+        """
         frame = crop_roi(check_frame(frame_bgr), roi)
         if self.fast_preprocess is None:
-            return preprocess(frame, self.spec, input_order="BGR")
-        square = crop_resize(frame, self.spec, self.fast_preprocess)
-        return normalize(as_rgb(square, "BGR"), self.spec)
+            crop = crop_rgb(frame, self.spec, input_order="BGR")
+        else:
+            crop = as_rgb(crop_resize(frame, self.spec, self.fast_preprocess), "BGR")
+        return np.array(crop, copy=True) if self.takes_pixels else normalize(crop, self.spec)
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for a batch of :meth:`preprocess` outputs: float NCHW or uint8 NHWC crops.
+
+        Either form works with any runtime: a hot-swapped model may get an input its
+        predecessor prepared, so uint8 crops are normalized here for a float runtime.
+        """
+        batch = np.asarray(batch)
+        if batch.dtype != np.uint8:
+            return self.runtime.infer(batch)
+        if self.takes_pixels:
+            return self.runtime.infer_pixels(batch)  # type: ignore[attr-defined]
+        return self.runtime.infer(np.stack([normalize(c, self.spec) for c in batch]))
 
     def postprocess(self, logits: np.ndarray, top_k_: int) -> List[List[Dict[str, Any]]]:
         rows = np.asarray(logits).reshape(len(logits), -1)
@@ -159,7 +181,7 @@ class EdgeModel:
         t0 = time.perf_counter()
         x = self.preprocess(frame_bgr, roi)
         t1 = time.perf_counter()
-        logits = self.runtime.infer(x[None])
+        logits = self.logits(x[None])
         t2 = time.perf_counter()
         preds = self.postprocess(logits, top_k)[0]
         t3 = time.perf_counter()
@@ -168,9 +190,9 @@ class EdgeModel:
     def predict_tensor(
         self, chw: np.ndarray, top_k: int = 5, preprocess_ms: float = 0.0
     ) -> Dict[str, Any]:
-        """Classify an already preprocessed CHW tensor (pipelined loops pass its cost)."""
+        """Classify a :meth:`preprocess` output made elsewhere (pipelined loops pass its cost)."""
         t1 = time.perf_counter()
-        logits = self.runtime.infer(np.asarray(chw)[None])
+        logits = self.logits(np.asarray(chw)[None])
         t2 = time.perf_counter()
         preds = self.postprocess(logits, top_k)[0]
         t3 = time.perf_counter()
@@ -185,7 +207,7 @@ class EdgeModel:
         t0 = time.perf_counter()
         batch = np.stack([self.preprocess(f, roi) for f in frames])
         t1 = time.perf_counter()
-        logits = self.runtime.infer(batch)
+        logits = self.logits(batch)
         t2 = time.perf_counter()
         all_preds = self.postprocess(logits, top_k)
         t3 = time.perf_counter()
