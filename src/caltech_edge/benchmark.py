@@ -6,10 +6,14 @@ layer (``EdgeModel.predict_tensor``: inference + softmax + top-k). Measured in t
 process and the same run: PyTorch eager FP32 of the same weights and raw ONNX Runtime on
 the plain ONNX file (an ``InferenceSession`` with no caltech-edge code around it), and, for
 each format whose backend registers a ``raw_call``, that framework's own bare call on the
-same file (LiteRT ``set_tensor``/``invoke``/``get_tensor``, ExecuTorch ``execute``, ONNX
-Runtime ``run``; input prepared once): ``vs_raw`` is our runtime's cost over it, for the
+same file, on the very engine our runtime loaded (LiteRT ``set_tensor``/``invoke``/
+``get_tensor``, ExecuTorch ``execute``, ONNX Runtime ``run``; input prepared once; two
+XNNPACK instances of one file can differ by 25-75 % here, see ``litert.raw_call``):
+``vs_raw`` is our runtime's cost over it, for the
 whole ``predict_tensor`` (logits to the JSON-ready top-k), and ``infer_vs_raw`` for the
-backend call alone (the float tensor in, logits out: what replaces the bare call). So the
+backend call alone (the float tensor in, logits out: what replaces the bare call). A row
+whose runtime ``takes_pixels`` (full-integer LiteRT) is timed from the uint8 crop, the input
+its frames reach it with, since ``predict()`` never makes a float tensor for it. So the
 ratios printed are honest comparisons on this machine at this moment.
 """
 
@@ -88,7 +92,9 @@ class BenchmarkResult:
             f"CPU: {self.machine['cpu']} ({self.machine['cores']} cores).\n"
             "vs_* = baseline median / row median (higher is faster); vs_raw (predict_tensor: "
             "top-k out) and infer_vs_raw (the backend call: logits out) from the row and its "
-            "bare framework call timed again alone, in long alternating blocks.\n\n"
+            "bare framework call timed again alone, in long alternating blocks; a row whose "
+            "runtime takes pixels (full-integer LiteRT) from the uint8 crop its frames give it."
+            "\n\n"
         )
         tail = "".join(f"\nNot timed here: {name} ({why})." for name, why in self.skipped.items())
         return (
@@ -250,13 +256,16 @@ def benchmark(
             skipped[name] = why
             log.warning("%s: not timed on this machine (%s)", name, why)
             continue
+        x = _frame_input(model, probe[0], card)
         candidates[name] = (entry["backend"], entry["precision"], _artifact_size_mb(path),
-                            model.runtime.infer, lambda m=model: m.predict_tensor(probe[0]), False)  # fmt: skip
-        infers[name] = lambda m=model: m.runtime.infer(probe)
+                            model.runtime.infer, lambda m=model, x=x: m.predict_tensor(x), False)  # fmt: skip
+        infers[name] = lambda m=model, x=x: m.logits(x[None])
         if baselines and RAW_ORT in candidates and path == onnx_path:
             raw_rows[name] = RAW_ORT  # the bare session on this very file is already timed
             continue
-        raw_call = _raw_call(entry["backend"], path, probe, threads) if baselines else None
+        raw_call = (
+            _raw_call(entry["backend"], path, probe, threads, model.runtime) if baselines else None
+        )
         if raw_call is not None:
             raw_rows[name] = f"{name} raw {entry['backend']}"
             candidates[raw_rows[name]] = (entry["backend"], entry["precision"], candidates[name][2],
@@ -275,6 +284,17 @@ def benchmark(
     return BenchmarkResult(rows, str(source), 0 if evalset is None else len(evalset[1]),
                            card.preprocess.image_size, raw=raw_rows, steady=steady,
                            steady_infer=steady_infer, skipped=skipped)  # fmt: skip
+
+
+def _frame_input(model: Any, chw: np.ndarray, card: ModelCard) -> np.ndarray:
+    """What a frame reaches ``model`` as: ``chw``, or the uint8 RGB crop behind it for a
+    runtime that takes pixels (normalize() is invertible, so rounding recovers it exactly)."""
+    if not getattr(model, "takes_pixels", False):
+        return chw
+    from .data.transforms import denormalize
+
+    pixels = np.clip(np.rint(denormalize(chw, card.preprocess)), 0, 255)
+    return np.ascontiguousarray(pixels, dtype=np.uint8)  # HWC in memory, as crop_rgb gives
 
 
 def _load_runnable(entry: dict[str, Any], path: Path, threads: int) -> tuple[Any, str]:
@@ -362,8 +382,9 @@ def _steady_vs_raw(
     return steady, steady_infer
 
 
-def _raw_call(backend: str, path: Path, probe: np.ndarray, threads: int) -> Any:
-    """The backend's registered bare framework call on ``probe``, or None when it has none."""
+def _raw_call(backend: str, path: Path, probe: np.ndarray, threads: int, loaded: Any) -> Any:
+    """The backend's registered bare framework call on ``probe``, on the engine ``loaded``
+    (our runtime) already holds, or None when the backend registers none."""
     from .runtime.backends import BACKENDS
 
     target = BACKENDS.entry(backend).info.get("raw_call")
@@ -372,4 +393,4 @@ def _raw_call(backend: str, path: Path, probe: np.ndarray, threads: int) -> Any:
     module, _, attr = target.partition(":")
     import importlib
 
-    return getattr(importlib.import_module(module), attr)(path, probe, threads)
+    return getattr(importlib.import_module(module), attr)(path, probe, threads, loaded)

@@ -115,6 +115,13 @@ def test_litert_int8_frames_skip_the_float_tensor_with_the_same_codes(exports):
     x = normalize(crop[0], CARD.preprocess)[None]
     np.testing.assert_array_equal(codes, int8.runtime.to_input(x))  # code for code
     np.testing.assert_array_equal(logits, int8.runtime.infer(x))
+    # the benchmark times this row from the crop, recovered exactly from the float tensor
+    from caltech_edge.benchmark import _frame_input
+
+    np.testing.assert_array_equal(_frame_input(int8, x[0], int8.card), crop[0])
+    chw = x[0]
+    assert _frame_input(fp32, chw, fp32.card) is chw
+    assert _frame_input(int8, chw, int8.card).flags["C_CONTIGUOUS"]
     frames = _frames(4)
     crops = np.stack([int8.preprocess(f) for f in frames])
     assert crops.dtype == np.uint8 and crops.shape == (4, 32, 32, 3)
@@ -129,6 +136,24 @@ def test_litert_int8_frames_skip_the_float_tensor_with_the_same_codes(exports):
     )
     with pytest.raises(BackendError, match=r"infer_pixels takes .* uint8 RGB crops"):
         fp32.runtime.infer_pixels(crops)
+
+
+def test_litert_uses_every_usable_core_unless_told(exports):
+    """LiteRT's own default is one thread; ours is the process's affinity mask."""
+    import os
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("the affinity mask is Linux's (os.sched_getaffinity)")
+    assert load_model(exports["tflite"]).runtime.threads == len(os.sched_getaffinity(0))
+    assert load_model(exports["tflite"], threads=1).runtime.threads == 1
+    pinned = (
+        "import os, sys; os.sched_setaffinity(0, {0}); "
+        "from caltech_edge.runtime import load_model; "
+        "print(load_model(sys.argv[1]).runtime.threads)"
+    )
+    out = subprocess.run([sys.executable, "-c", pinned, str(exports["tflite"])],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert out.stdout.strip().splitlines()[-1] == "1"
 
 
 def test_litert_card_sidecar_fallback_and_missing_card(tmp_path):
@@ -268,6 +293,13 @@ def test_benchmark_rows_with_each_formats_raw_interpreter(exports):
         assert rows[raw]["vs_raw"] is None and rows[raw]["infer_vs_raw"] is None
         assert rows[fmt]["size_mb"] > 0
     assert rows["tflite-int8"]["backend"] == "litert" and rows["tflite-int8"]["precision"] == "int8"
+    # the bare call runs on the interpreter our runtime loaded: the same output, code for code
+    from caltech_edge.runtime.backends.litert import raw_call
+
+    runtime = load_model(exports["tflite-int8"]).runtime
+    probe = np.random.default_rng(2).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    bare = raw_call(exports["tflite-int8"], probe, 1, loaded=runtime)
+    np.testing.assert_array_equal(runtime.from_output(bare()), runtime.infer(probe))
     assert "infer_vs_raw" in result.markdown() and "| tflite-int8 raw litert |" in result.markdown()
 
 

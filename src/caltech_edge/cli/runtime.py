@@ -39,7 +39,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         choices=("f32", "bf16", "f16"),
         help="OpenVINO inference precision (default: device default)",
     )
-    p.add_argument("--threads", type=int, help="intra-op threads for the backend")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: all usable cores)")
 
 
 def _register_infer(sub: Any) -> None:

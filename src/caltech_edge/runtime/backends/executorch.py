@@ -88,13 +88,21 @@ class ExecuTorchRuntime:
         return "ExecuTorchRuntime({!r})".format(str(self.path))
 
 
-def raw_call(path: Union[str, Path], probe: np.ndarray, threads: Optional[int] = None) -> Any:
-    """The bare ``method.execute`` on ``probe`` (benchmarks' reference: no library code)."""
+def raw_call(
+    path: Union[str, Path], probe: np.ndarray, threads: Optional[int] = None, loaded: Any = None
+) -> Any:
+    """The bare ``method.execute`` on ``probe`` (benchmarks' reference: no library code).
+
+    ``loaded``: our runtime for the same file; its method is reused (see litert.raw_call).
+    """
     runtime_mod = require("executorch.runtime", "executorch", purpose="the executorch backend")
     torch = require("torch", "executorch", purpose="ExecuTorch's Python runtime")
     if threads:
         set_threads(int(threads))
-    method = runtime_mod.Runtime.get().load_program(Path(path)).load_method("forward")
+    if loaded is not None:
+        method = loaded.method
+    else:
+        method = runtime_mod.Runtime.get().load_program(Path(path)).load_method("forward")
     x = [torch.from_numpy(np.ascontiguousarray(probe, dtype=np.float32))]
 
     def call() -> Any:

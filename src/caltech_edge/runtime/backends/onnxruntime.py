@@ -77,13 +77,21 @@ class OnnxRuntime:
         return "OnnxRuntime({!r})".format(str(self.path))
 
 
-def raw_call(path: Union[str, Path], probe: np.ndarray, threads: Optional[int] = None) -> Any:
-    """A bare ``InferenceSession.run`` on ``probe`` (benchmarks' reference)."""
-    ort = require("onnxruntime", "all", purpose="the onnxruntime backend")
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = int(threads)
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+def raw_call(
+    path: Union[str, Path], probe: np.ndarray, threads: Optional[int] = None, loaded: Any = None
+) -> Any:
+    """A bare ``InferenceSession.run`` on ``probe`` (benchmarks' reference).
+
+    ``loaded``: our runtime for the same file; its session is reused (see litert.raw_call).
+    """
+    if loaded is not None:
+        session = loaded.session
+    else:
+        ort = require("onnxruntime", "all", purpose="the onnxruntime backend")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: np.ascontiguousarray(probe, dtype=np.float32)}
 
     def call() -> Any:
