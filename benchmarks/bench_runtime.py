@@ -9,7 +9,11 @@ Caltech-256 weights with --squeezenet) this times, on a camera-sized BGR frame:
 * ``e2e prefetch`` (frames/s of ``runtime.loop.run(prefetch=True)`` over a frame list,
   preprocessing of frame n+1 overlapping inference of frame n);
 * ``e2e fast``: ``e2e`` with ``load_model(..., fast_preprocess="linear")`` (crop first);
-* ``e2e fused`` for OpenVINO IRs: normalisation compiled into the graph (runtime/fused.py).
+* ``e2e fused`` for OpenVINO IRs: normalisation compiled into the graph (runtime/fused.py);
+* ``e2e float path`` for integer-input files (``tflite-int8``, added with ``--artifact``):
+  ``e2e`` with the uint8 pixel table turned off (``takes_pixels = False``), i.e. normalize to
+  float and quantize back, so ``pixels/float`` (and ``fast pixels/float`` with the crop-first
+  resize) is the table's gain measured in the same run.
 
 Targets (issue 6): e2e within 1.1x of raw for FP32 ONNX Runtime, 1.5x for the INT8 IR.
 All variants of one backend alternate round by round (best round reported) so a busy
@@ -99,12 +103,16 @@ def bench_backend(
 
     model = load_model(path)
     frame = frames[0]
-    x = model.preprocess(frame)[None]
+    x = model.preprocess(frame)[None]  # float CHW, or the uint8 crop of a pixel model
     tmp = Path(tempfile.mkdtemp(prefix="bench-runtime-"))
     pub = FilePublisher(tmp / "out.jsonl")
     seq = Sequencer()
     fused = load_fused(path) if path.suffix == ".xml" else None
     fast = load_model(path, fast_preprocess="linear")
+    floats = floats_fast = None
+    if model.takes_pixels:  # the A/B: same file, float tensor + quantization
+        floats, floats_fast = load_model(path), load_model(path, fast_preprocess="linear")
+        floats.takes_pixels = floats_fast.takes_pixels = False
 
     def e2e(m=model):
         result = m.predict(frame)
@@ -118,7 +126,7 @@ def bench_backend(
     best: dict[str, float] = {}
     for _ in range(rounds):
         cases = {
-            "raw": lambda: time_ms(lambda: model.runtime.infer(x), iters=iters).median_ms,
+            "raw": lambda: time_ms(lambda: model.logits(x), iters=iters).median_ms,
             "e2e": lambda: time_ms(e2e, iters=iters).median_ms,
             "loop": lambda: 1000.0 / loop_fps(False),
             "loop prefetch": lambda: 1000.0 / loop_fps(True),
@@ -126,6 +134,11 @@ def bench_backend(
         }
         if fused is not None:
             cases["e2e fused"] = lambda: time_ms(lambda: e2e(fused), iters=iters).median_ms
+        if floats is not None:
+            cases["e2e float path"] = lambda: time_ms(lambda: e2e(floats), iters=iters).median_ms
+            cases["fast float path"] = lambda: (
+                time_ms(lambda: e2e(floats_fast), iters=iters).median_ms
+            )
         for name, fn in cases.items():
             ms = fn()
             best[name] = min(best.get(name, float("inf")), ms)
@@ -141,6 +154,10 @@ def bench_backend(
     if "e2e fused" in best:
         row["fused ms"] = round(best["e2e fused"], 2)
         row["fused/raw"] = round(best["e2e fused"] / best["raw"], 3)
+    if "e2e float path" in best:
+        row["float-path ms"] = round(best["e2e float path"], 2)
+        row["pixels/float"] = round(best["e2e"] / best["e2e float path"], 3)
+        row["fast pixels/float"] = round(best["e2e fast"] / best["fast float path"], 3)
     row["frames/s (best e2e)"] = round(1000.0 / min(v for k, v in best.items() if k != "raw"), 1)
     row["preprocess ms"] = pre["preprocess"]
     return row
@@ -155,6 +172,13 @@ def main() -> None:
         "--squeezenet", action="store_true", help="real SqueezeNet Caltech-256 weights"
     )
     parser.add_argument(
+        "--artifact",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="also time an exported file, e.g. 'litert int8=export/tflite-int8/model.tflite'",
+    )
+    parser.add_argument(
         "--out", default=str(REPO / "benchmarks" / "results" / "bench_runtime.json")
     )
     args = parser.parse_args()
@@ -163,6 +187,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-runtime-models-") as tmp:
         t0 = time.perf_counter()
         arts = _export(Path(tmp), args.squeezenet)
+        arts.update(dict(a.split("=", 1) for a in args.artifact))
+        arts = {label: Path(path) for label, path in arts.items()}
         print(f"exported {len(arts)} artifacts in {time.perf_counter() - t0:.1f} s")
         rows = [bench_backend(k, v, frames, args.rounds, args.iters) for k, v in arts.items()]
     columns = list(dict.fromkeys(k for r in rows for k in r))
