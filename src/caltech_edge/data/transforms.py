@@ -215,7 +215,7 @@ def crop_rgb(image: np.ndarray, spec: PreprocessSpec, *, input_order: str = "RGB
     """The geometry half of :func:`preprocess`: the uint8 RGB ``image_size`` square it keeps.
 
     A runtime whose input is integer (a full-integer LiteRT file) maps these pixels to its
-    input codes with one table lookup instead of normalizing to float and quantizing back.
+    input codes in one pass instead of normalizing to float and quantizing back.
     """
     rgb = as_rgb(image, input_order)
     resized = resize_shorter(rgb, spec.resize_size, spec.interpolation)
