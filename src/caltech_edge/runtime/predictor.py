@@ -133,15 +133,16 @@ class EdgeModel:
     ) -> np.ndarray:
         """BGR frame (optionally its ROI) -> the model's input for :meth:`logits`.
 
-        CHW float32, or for a runtime that ``takes_pixels`` the HxWx3 uint8 RGB crop
-        (a copy: a camera may reuse the frame's buffer while a prefetched input waits).
+        CHW float32, or for a runtime that ``takes_pixels`` the HxWx3 uint8 RGB crop, made
+        contiguous. It never shares the frame's memory (as_rgb of a BGR frame is a new
+        array), so a camera reusing its buffer cannot change a prefetched input.
         """
         frame = crop_roi(check_frame(frame_bgr), roi)
         if self.fast_preprocess is None:
             crop = crop_rgb(frame, self.spec, input_order="BGR")
         else:
             crop = as_rgb(crop_resize(frame, self.spec, self.fast_preprocess), "BGR")
-        return np.array(crop, copy=True) if self.takes_pixels else normalize(crop, self.spec)
+        return np.ascontiguousarray(crop) if self.takes_pixels else normalize(crop, self.spec)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Logits for a batch of :meth:`preprocess` outputs: float NCHW or uint8 NHWC crops.

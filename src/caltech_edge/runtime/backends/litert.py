@@ -230,18 +230,7 @@ class LiteRtRuntime:
         return raw.astype(np.float32, copy=True)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        batch = check_batch(batch, self.card, str(self.path))
-        it = self.interpreter
-        outs = []
-        for chw in batch:  # TFLite graphs are exported with a static batch of 1
-            # Written straight into the interpreter's input buffer (no set_tensor copy); the
-            # view must be gone before invoke(), which refuses while one is held.
-            view = it.tensor(self._in_index)()
-            self._convert(chw, view[0])
-            del view
-            it.invoke()
-            outs.append(self.from_output(it.get_tensor(self._out_index)))
-        return np.concatenate(outs).reshape(len(batch), -1)
+        return self._invoke_each(check_batch(batch, self.card, str(self.path)), self._convert)
 
     def infer_pixels(self, batch: np.ndarray) -> np.ndarray:
         """NHWC uint8 RGB crops (:func:`~caltech_edge.data.transforms.crop_rgb`) -> logits.
@@ -258,15 +247,22 @@ class LiteRtRuntime:
                     self.path, size, size, arr.dtype, arr.shape
                 )
             )
+        codes = self._codes
+        return self._invoke_each(arr, lambda image, dst: codes.write(image, dst.view(np.uint8)))
+
+    def _invoke_each(self, batch: np.ndarray, write: Any) -> np.ndarray:
+        """Run ``batch`` one item at a time (TFLite graphs are exported with a static batch
+        of 1); ``write(item, dst)`` fills the interpreter's own input buffer (no set_tensor
+        copy). The view must be gone before invoke(), which refuses while one is held."""
         it = self.interpreter
         outs = []
-        for image in arr:
-            view = it.tensor(self._in_index)()  # see infer(): released before invoke()
-            self._codes.write(image, view[0].view(np.uint8))
+        for item in batch:
+            view = it.tensor(self._in_index)()
+            write(item, view[0])
             del view
             it.invoke()
             outs.append(self.from_output(it.get_tensor(self._out_index)))
-        return np.concatenate(outs).reshape(len(arr), -1)
+        return np.concatenate(outs).reshape(len(batch), -1)
 
     def __repr__(self) -> str:
         return "LiteRtRuntime({!r}, layout={})".format(str(self.path), self.layout)
