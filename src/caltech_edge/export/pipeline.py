@@ -209,6 +209,68 @@ def _produce(
     return Path(producer(artifacts[fmt.made_from], dst, card=card, **options))
 
 
+def _produce_all(
+    rows: Sequence[ExportFormat],
+    src: ExportSource,
+    out: Path,
+    bar: Any,
+    *,
+    opset: int,
+    dynamic_batch: bool,
+    data: str | Path | None,
+) -> dict[str, Path]:
+    """Write every row's artifact in order (a row's ``made_from`` comes before it), each
+    with a card sidecar, so the runtime and bundles can open any of them on its own."""
+    artifacts: dict[str, Path] = {}
+    for fmt in rows:
+        bar.set_postfix_str(fmt.name)
+        dst = out / fmt.name / fmt.artifact
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        log.info("exporting %s -> %s", fmt.name, dst)
+        path = _produce(
+            fmt, src, dst, artifacts, opset=opset, dynamic_batch=dynamic_batch, data=data
+        )
+        artifacts[fmt.name] = path
+        bar.update()
+        if not sidecar_path(path).is_file():  # ONNX carries its card inside; a copy beside it
+            from ..runtime.backends import open_runtime
+
+            open_runtime(path, backend=fmt.backend).card.save(sidecar_path(path))
+    return artifacts
+
+
+def _verify_all(
+    src: ExportSource,
+    artifacts: Mapping[str, Path],
+    bar: Any,
+    *,
+    data: str | Path | None,
+    verify_images: int | None,
+) -> tuple[dict[str, VerifyReport], str]:
+    """Verify every artifact against one source pass on one image batch (the source is the
+    slow part), unchecked: failures are gathered so export.json records them all.
+
+    Returns the reports and where the images came from."""
+    images = load_images(src.card, data=data, limit=verify_images)
+    predict, _, _ = resolve_source(src.against, card=src.card)
+    bar.set_postfix_str(f"source on {len(images.batch)} images")
+    reference = predict(images.batch)
+    reports: dict[str, VerifyReport] = {}
+    for name, path in artifacts.items():
+        bar.set_postfix_str(f"verify {name}")
+        verifier = FORMATS[name].load_verifier() or verify_artifact
+        reports[name] = verifier(
+            path,
+            against=src.against,
+            images=images,
+            reference=reference,
+            backend=FORMATS[name].backend,
+            check=False,
+        )
+        bar.update()
+    return reports, images.source
+
+
 def export(
     source: Any,
     *,
@@ -242,44 +304,18 @@ def export(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     src.card.save(out / "card.json")
-    artifacts: dict[str, Path] = {}
     bar = tqdm(
         total=len(rows) * (2 if verify else 1), desc="export", unit="step", disable=not progress
     )
-    for fmt in rows:
-        bar.set_postfix_str(fmt.name)
-        dst = out / fmt.name / fmt.artifact
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        log.info("exporting %s -> %s", fmt.name, dst)
-        path = _produce(
-            fmt, src, dst, artifacts, opset=opset, dynamic_batch=dynamic_batch, data=data
-        )
-        artifacts[fmt.name] = path
-        bar.update()
-        if not sidecar_path(path).is_file():  # ONNX carries its card inside; a copy beside it
-            from ..runtime.backends import open_runtime
-
-            open_runtime(path, backend=fmt.backend).card.save(sidecar_path(path))
+    artifacts = _produce_all(
+        rows, src, out, bar, opset=opset, dynamic_batch=dynamic_batch, data=data
+    )
     reports: dict[str, VerifyReport] = {}
     images_source = None
     if verify:
-        images = load_images(src.card, data=data, limit=verify_images)
-        images_source = images.source
-        predict, _, _ = resolve_source(src.against, card=src.card)
-        bar.set_postfix_str(f"source on {len(images.batch)} images")
-        reference = predict(images.batch)
-        for name, path in artifacts.items():
-            bar.set_postfix_str(f"verify {name}")
-            verifier = FORMATS[name].load_verifier() or verify_artifact
-            reports[name] = verifier(
-                path,
-                against=src.against,
-                images=images,
-                reference=reference,
-                backend=FORMATS[name].backend,
-                check=False,
-            )
-            bar.update()
+        reports, images_source = _verify_all(
+            src, artifacts, bar, data=data, verify_images=verify_images
+        )
     bar.close()
     result = ExportResult(out=out, card=src.card, artifacts=artifacts, reports=reports)
     _write_summary(result, src, opset=opset, dynamic_batch=dynamic_batch, data=images_source)

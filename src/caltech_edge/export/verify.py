@@ -249,6 +249,64 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float | None:
     return float((logits[known].argmax(1) == labels[known]).mean())
 
 
+def _check_same_model(artifact: Path, card: ModelCard, source_card: ModelCard) -> None:
+    """Refuse a source with other classes or input shape: comparing logits of two different
+    models would report a meaningless mismatch instead of the real mistake."""
+    if tuple(source_card.class_names) != tuple(card.class_names):
+        raise VerificationError(
+            f"{artifact}: its classes ({card.num_classes}) differ from the source's "
+            f"({source_card.num_classes}); verify against the model it was exported from"
+        )
+    if source_card.input_shape != card.input_shape:
+        raise VerificationError(
+            f"{artifact}: its input shape {card.input_shape} differs from the source's "
+            f"{source_card.input_shape}; verify against the model it was exported from"
+        )
+
+
+def _as_verify_images(
+    images: VerifyImages | np.ndarray | None,
+    card: ModelCard,
+    *,
+    data: str | Path | None,
+    limit: int | None,
+) -> VerifyImages:
+    """``images`` as :class:`VerifyImages`: loaded from ``data`` when None, a bare batch
+    wrapped with unknown labels (-1), so accuracy is left out rather than made up."""
+    if images is None:
+        return load_images(card, data=data, limit=limit)
+    if not isinstance(images, VerifyImages):
+        batch = np.asarray(images, dtype=np.float32)
+        return VerifyImages(batch, np.full(len(batch), -1, dtype=np.int64), "given")
+    return images
+
+
+def _reference_logits(
+    predict: Predict, batch: np.ndarray, reference: np.ndarray | None
+) -> np.ndarray:
+    """The source's logits on ``batch``: ``reference`` when given (one source pass shared by
+    every artifact of an export), checked to cover the batch; else computed now."""
+    if reference is None:
+        return predict(batch)
+    if len(reference) != len(batch):
+        raise VerificationError(
+            f"reference logits cover {len(reference)} images, the batch has {len(batch)}"
+        )
+    return reference
+
+
+def _device_default_mode(
+    artifact: Path, card: ModelCard | None, reference: np.ndarray, batch: np.ndarray
+) -> dict[str, float]:
+    """OpenVINO's fast default mode (bf16 on AMX CPUs), compared but not judged: the f32
+    hint is what passes or fails, this shows what a device would get without it."""
+    from ..runtime.backends import open_runtime
+
+    fast = open_runtime(artifact, backend="openvino", card=card).infer(batch)
+    m = compare(reference, fast)
+    return {k: m[k] for k in ("max_abs_diff", "cosine", "top1_agreement")}
+
+
 def verify_artifact(
     artifact: str | Path,
     *,
@@ -275,27 +333,9 @@ def verify_artifact(
     artifact = Path(artifact)
     rt = open_runtime(artifact, backend=backend, card=card, precision_hint="f32")
     predict, source_card, source_name = resolve_source(against, card=rt.card)
-    if tuple(source_card.class_names) != tuple(rt.card.class_names):
-        raise VerificationError(
-            f"{artifact}: its classes ({rt.card.num_classes}) differ from the source's "
-            f"({source_card.num_classes}); verify against the model it was exported from"
-        )
-    if source_card.input_shape != rt.card.input_shape:
-        raise VerificationError(
-            f"{artifact}: its input shape {rt.card.input_shape} differs from the source's "
-            f"{source_card.input_shape}; verify against the model it was exported from"
-        )
-    if images is None:
-        images = load_images(rt.card, data=data, limit=limit)
-    elif not isinstance(images, VerifyImages):
-        batch = np.asarray(images, dtype=np.float32)
-        images = VerifyImages(batch, np.full(len(batch), -1, dtype=np.int64), "given")
-    if reference is None:
-        reference = predict(images.batch)
-    elif len(reference) != len(images.batch):
-        raise VerificationError(
-            f"reference logits cover {len(reference)} images, the batch has {len(images.batch)}"
-        )
+    _check_same_model(artifact, rt.card, source_card)
+    images = _as_verify_images(images, rt.card, data=data, limit=limit)
+    reference = _reference_logits(predict, images.batch, reference)
     output = rt.infer(images.batch)
     precision = rt.card.precision if rt.card.precision in TOLERANCES else "fp32"
     limits = dict(TOLERANCES[precision], **(tolerance or {}))
@@ -303,11 +343,7 @@ def verify_artifact(
     problems = judge(metrics, limits)
     extra: dict[str, Any] = {"scale": metrics["scale"]}
     if rt.name == "openvino":  # the fast default mode (bf16 on AMX CPUs), reported aside
-        fast = open_runtime(artifact, backend="openvino", card=card).infer(images.batch)
-        m = compare(reference, fast)
-        extra["device_default_mode"] = {
-            k: m[k] for k in ("max_abs_diff", "cosine", "top1_agreement")
-        }
+        extra["device_default_mode"] = _device_default_mode(artifact, card, reference, images.batch)
     report = VerifyReport(
         artifact=str(artifact),
         against=source_name,
