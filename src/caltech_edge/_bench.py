@@ -91,6 +91,45 @@ def time_interleaved(
     return {name: _timing(values) for name, values in samples.items()}
 
 
+def paired_ratios(
+    reference: str,
+    fns: Mapping[str, Callable[[], Any]],
+    *,
+    warmup: int = 10,
+    rounds: int = 20,
+    per_block: int = 15,
+    settle_s: float = 0.02,
+) -> dict[str, float]:
+    """``reference``'s time over each callable's, as the median of per-round ratios.
+
+    For ratios of a few percent between callables that share one engine (our runtime and
+    the bare call on the interpreter it loaded). Each round times a short block of each
+    (the order reversed every other round) and divides block medians within the round, so
+    a drift of the machine's speed slower than a round cancels. Three long blocks did not:
+    on the ~1 ms SqueezeNet rows they gave 0.74-1.17 for pairs whose per-round ratios
+    spread 0.96-0.97 (interquartile range) in the same run.
+    """
+    names = list(fns)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    blocks: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(max(1, rounds)):
+        for name in names if index % 2 == 0 else names[::-1]:
+            time.sleep(settle_s)
+            samples = []
+            for _ in range(max(1, per_block)):
+                start = time.perf_counter()
+                fns[name]()
+                samples.append(time.perf_counter() - start)
+            blocks[name].append(statistics.median(samples))
+    ref = blocks[reference]
+    return {
+        name: statistics.median([r / c if c > 0 else 1.0 for r, c in zip(ref, blocks[name])])
+        for name in names
+    }
+
+
 def _timing(samples: list[float]) -> Timing:
     ordered = sorted(samples)
     p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ._bench import machine_info, markdown_table, time_interleaved
+from ._bench import machine_info, markdown_table, paired_ratios, time_interleaved
 from ._io import atomic_write_json, atomic_write_text
 from .card import ModelCard
 from .errors import CaltechEdgeError
@@ -64,7 +64,7 @@ class BenchmarkResult:
     image_size: int
     machine: dict[str, Any] = field(default_factory=machine_info)
     raw: dict[str, str] = field(default_factory=dict)  # format -> its raw-call baseline row
-    steady: dict[str, float] = field(default_factory=dict)  # format -> vs_raw, long blocks
+    steady: dict[str, float] = field(default_factory=dict)  # format -> vs_raw, paired blocks
     steady_infer: dict[str, float] = field(default_factory=dict)  # format -> infer_vs_raw
     skipped: dict[str, str] = field(default_factory=dict)  # format -> why it was not timed
 
@@ -92,7 +92,7 @@ class BenchmarkResult:
             f"CPU: {self.machine['cpu']} ({self.machine['cores']} cores).\n"
             "vs_* = baseline median / row median (higher is faster); vs_raw (predict_tensor: "
             "top-k out) and infer_vs_raw (the backend call: logits out) from the row and its "
-            "bare framework call timed again alone, in long alternating blocks; a row whose "
+            "bare framework call timed again alone, in paired short blocks; a row whose "
             "runtime takes pixels (full-integer LiteRT) from the uint8 crop its frames give it."
             "\n\n"
         )
@@ -111,7 +111,8 @@ class BenchmarkResult:
             "raw_baselines": self.raw,
             "not_timed": self.skipped,
             "vs_raw_method": "predict_tensor, infer and the bare call alone: 6 x iters calls "
-            "each, in 3 alternating blocks",
+            "each in blocks of 15, order reversed every round; the median of per-round "
+            "ratios",
         }
 
     def save(self, out: str | Path) -> dict[str, Path]:
@@ -360,25 +361,22 @@ def _steady_vs_raw(
     iters: int,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """``vs_raw`` and ``infer_vs_raw`` per format: the row, its backend call alone and its
-    bare call timed again by themselves, in long blocks.
+    bare call, timed again by themselves in paired short blocks (:func:`paired_ratios`).
 
-    vs_raw asks what our runtime adds per call, a few percent. In the table's short
-    blocks, each after another candidate, cold caches cost the side that touches more
-    memory (ours converts a float image) more than that; alternating single calls of two
-    instances was worse still (0.80-0.85 for ours against 0.996 for raw vs raw, measured).
-    Timed alone, ``6 * iters`` calls each in 3 alternating blocks, the three show the steady
-    state of one model serving frames. Two ratios, because work between two calls costs
-    more than its own time here: the inference library's worker threads are still
-    spinning then (measured: 16 us of top-k alone cost ~50 us between ExecuTorch calls),
-    so the top-k that ``predict_tensor`` adds is reported apart from the backend call.
+    vs_raw asks what our runtime adds per call, a few percent. In the table's blocks, each
+    after another candidate, cold caches cost the side that touches more memory more than
+    that. Two ratios, because work between two calls costs more than its own time here
+    (caches and branch predictors are cold after an inference: top-k measured 18.6 us in a
+    tight loop, 35 us right after an invoke), so the top-k dict that ``predict_tensor``
+    adds is reported apart from the backend call.
     """
     steady, steady_infer = {}, {}
+    rounds = max(4, 6 * iters // 15)  # about 6 x iters calls of each
     for name, raw in raw_rows.items():
         infer = f"{name} (infer)"
-        timed = time_interleaved({name: fns[name], infer: infers[name], raw: fns[raw]},
-                                 warmup=warmup, iters=6 * iters, rounds=3)  # fmt: skip
-        steady[name] = timed[raw].median_ms / timed[name].median_ms
-        steady_infer[name] = timed[raw].median_ms / timed[infer].median_ms
+        ratios = paired_ratios(raw, {name: fns[name], infer: infers[name], raw: fns[raw]},
+                               warmup=warmup, rounds=rounds, per_block=15)  # fmt: skip
+        steady[name], steady_infer[name] = ratios[name], ratios[infer]
     return steady, steady_infer
 
 

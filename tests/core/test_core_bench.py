@@ -33,3 +33,33 @@ def test_time_interleaved_alternates_and_counts():
     assert order[:2] == ["a", "b"]  # warm-up of each
     assert order[2:] == ["a", "a", "b", "b"] * 3  # three alternating rounds of two calls
     assert {t.iters for t in timings.values()} == {6}
+
+
+def test_paired_ratios_divide_within_rounds_and_reverse_the_order():
+    """A machine 10x slower for the second half of the run leaves the ratio exact, and
+    every other round starts with the other callable."""
+    from caltech_edge import _bench
+
+    clock = {"t": 0.0, "calls": 0}
+    order = []
+
+    def fake(name: str, cost: float):
+        def call():
+            order.append(name)
+            clock["calls"] += 1
+            slow = 10.0 if clock["calls"] > 30 else 1.0
+            clock["t"] += cost * slow
+
+        return call
+
+    real = _bench.time.perf_counter, _bench.time.sleep
+    _bench.time.perf_counter, _bench.time.sleep = (lambda: clock["t"]), (lambda s: None)
+    try:
+        ratios = _bench.paired_ratios(
+            "raw", {"ours": fake("ours", 1.1), "raw": fake("raw", 1.0)},
+            warmup=0, rounds=6, per_block=5,
+        )  # fmt: skip
+    finally:
+        _bench.time.perf_counter, _bench.time.sleep = real
+    assert abs(ratios["ours"] - 1.0 / 1.1) < 1e-9 and ratios["raw"] == 1.0
+    assert order[:10] == ["ours"] * 5 + ["raw"] * 5 and order[10:20] == ["raw"] * 5 + ["ours"] * 5

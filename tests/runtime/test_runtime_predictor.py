@@ -110,5 +110,11 @@ def test_top_k_softmax_gives_softmax_probabilities_best_first():
         assert [p["index"] for p in out] == list(np.argsort(-row, kind="stable")[:5])
         assert [p["probability"] for p in out] == [float(probs[p["index"]]) for p in out]
         assert all(p["label"] == labels[p["index"]] for p in out)
+    # int8 logits tie often: equal logits come lower index first, on both selection paths
+    for k in (5, 12):
+        row = np.round(rng.standard_normal(257)).astype(np.float32)
+        out = top_k_softmax(row, labels, k)
+        assert [p["index"] for p in out] == list(np.argsort(-row, kind="stable")[:k])
+        assert sum(p["probability"] for p in out) < 1.0
     assert len(top_k_softmax(np.zeros(3), ["a", "b", "c"], 10)) == 3  # k capped at the classes
     assert top_k_softmax(np.array([0.0, 5.0]), ["a"], 1)[0]["label"] == "1"  # no name: index

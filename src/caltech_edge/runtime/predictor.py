@@ -26,26 +26,39 @@ from .frames import check_frame, crop_resize, crop_roi
 from .payload import now_iso
 
 
+def _best(z: np.ndarray, k: int) -> List[int]:
+    """Indices of the ``k`` largest values, best first, equal values by lower index (the
+    order of a stable ``argsort(-z)``). For the usual k <= 8, repeated argmax on a copy:
+    2.4 us for 5 of 257 classes here, against 4.2 us for argpartition alone."""
+    if k > 8:
+        return np.argsort(-z, kind="stable")[:k].tolist()
+    w = z.copy()
+    best = []
+    for _ in range(k):
+        i = int(w.argmax())
+        best.append(i)
+        w[i] = -np.inf
+    return best
+
+
 def top_k_softmax(logits: np.ndarray, labels: Sequence[str], k: int) -> List[Dict[str, Any]]:
     """Best-first ``[{label, index, probability}]`` (softmax) of one logit vector.
 
-    Why: this runs once per frame on the device, between two inference calls, where the
-    inference library's worker threads are still spinning; measured here, 16 us of
-    post-processing alone cost ~50 us in that gap. Softmax is monotonic, so the classes
-    are chosen on the logits and only the ``k`` chosen are normalized, in float64 with
-    the maximum subtracted (stable), then float32: the values a full softmax gives.
+    Why so lean: this runs once per frame between two inference calls, where Python work
+    costs about twice its tight-loop time (caches and branch predictors are cold after the
+    inference; measured the same after 5 ms of plain Python, so not the inference library),
+    and on a ~1 ms INT8 model every microsecond shows in the frame rate. Softmax is
+    monotonic, so the classes are chosen on the logits and only those ``k`` are normalized:
+    the values a full float64 softmax with the maximum subtracted gives, as float32.
     """
     z = np.asarray(logits, dtype=np.float64).reshape(-1)
-    n = z.shape[0]
-    k = max(1, min(int(k), n))
-    top = z.max()
-    total = np.exp(z - top).sum()
-    idx = np.argpartition(z, n - k)[n - k :] if k < n else np.arange(n)
-    idx = idx[np.argsort(-z[idx], kind="stable")]
-    probs = (np.exp(z[idx] - top) / total).astype(np.float32).tolist()
+    k = max(1, min(int(k), z.shape[0]))
+    best = _best(z, k)
+    e = np.exp(z - z[best[0]])
+    probs = (e[best] / e.sum()).astype(np.float32).tolist()
     return [
         {"label": labels[i] if i < len(labels) else str(i), "index": i, "probability": p}
-        for i, p in zip(idx.tolist(), probs)
+        for i, p in zip(best, probs)
     ]
 
 

@@ -225,6 +225,7 @@ class LiteRtRuntime:
                         dst=dst, dtype=self._cv_dtype)  # fmt: skip
 
     def from_output(self, raw: np.ndarray) -> np.ndarray:
+        """Output codes -> float32 logits (``(q - zero) * scale``; float copied as is)."""
         if self._out_quantized:
             return (raw.astype(np.float32) - self._out_zero) * self._out_scale
         return raw.astype(np.float32, copy=True)
@@ -261,8 +262,10 @@ class LiteRtRuntime:
             write(item, view[0])
             del view
             it.invoke()
-            outs.append(self.from_output(it.get_tensor(self._out_index)))
-        return np.concatenate(outs).reshape(len(batch), -1)
+            outs.append(it.get_tensor(self._out_index))  # a copy: safe past the next invoke
+        # one dequantization for the batch; a frame (batch of 1) skips the concatenate
+        raw = outs[0] if len(outs) == 1 else np.concatenate(outs)
+        return self.from_output(raw).reshape(len(batch), -1)
 
     def __repr__(self) -> str:
         return "LiteRtRuntime({!r}, layout={})".format(str(self.path), self.layout)
