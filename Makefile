@@ -40,7 +40,7 @@ lint: install
 	# Python 3.8-compatible.
 	cd src/caltech_edge && ../../$(VENV)/bin/vermin --target=3.8- --no-tips --violations \
 	  runtime card.py errors.py _registry.py _io.py data/transforms.py data/imageio.py data/imageheader.py \
-	  deploy cli/__init__.py cli/_common.py cli/runtime.py cli/deploy.py
+	  deploy cli/__init__.py cli/_common.py cli/runtime.py cli/_serve.py cli/deploy.py
 	# Typed public API: the axes (frameworks, models, toolchains), config, card, registries.
 	MYPYPATH=src $(VENV)/bin/mypy --ignore-missing-imports --follow-imports=silent \
 	  -p caltech_edge.toolchains -p caltech_edge.frameworks -p caltech_edge.models \

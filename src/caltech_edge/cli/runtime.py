@@ -1,4 +1,4 @@
-"""``caltech-edge infer``, ``serve`` and ``package``: the device side of the CLI.
+"""``caltech-edge infer`` and ``serve`` (in ``_serve``): the device side of the CLI.
 
 Thin: argument parsing and wiring only; the work is in ``caltech_edge.runtime`` and
 ``caltech_edge.export.package``.
@@ -10,14 +10,15 @@ import argparse
 import json
 import socket
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 
 def register(sub: Any) -> None:
+    from ._serve import register_serve  # beside this module in every bundle
+
     _register_infer(sub)
-    _register_serve(sub)
+    register_serve(sub, _model_args)
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -321,80 +322,3 @@ def _summary(stats: dict, publishers: list, buffer: Any, delivered: bool, state:
         )
         status = 1
     return status
-
-
-def _register_serve(sub: Any) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="serve a model over HTTP: POST /predict or /invocations with an image, GET /health, "
-        "/ping, /openapi.json",
-        description="An HTTP endpoint on waitress (pip install 'caltech-edge[serve]'): backlog, "
-        "timeouts, bounded concurrency (503 + Retry-After when saturated), JSON errors; the "
-        "SageMaker contract (POST /invocations, GET /ping) beside /predict and /health.",
-    )
-    _model_args(p)
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
-    p.add_argument("--port", type=int, default=8080, help="0..65535 (0 = any free port)")
-    p.add_argument(
-        "--max-bytes", type=int, default=10 * 1024 * 1024, help="request body limit (413 above)"
-    )
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--workers", type=int, default=1, help="requests decoded and classified at once")
-    p.add_argument(
-        "--max-queue", type=int, default=16, help="requests waiting beyond --workers; then 503"
-    )
-    p.add_argument(
-        "--queue-timeout",
-        type=float,
-        default=10.0,
-        help="seconds a queued request waits for a worker before 503",
-    )
-    p.add_argument(
-        "--timeout",
-        type=int,
-        default=30,
-        help="seconds before an idle or stalled connection closes",
-    )
-    p.add_argument(
-        "--read-timeout",
-        type=float,
-        default=120.0,
-        help="seconds one request (headers and body) may take to arrive",
-    )
-    p.set_defaults(func=_serve)
-
-
-def _serve(args: argparse.Namespace) -> int:
-    import signal
-
-    from ..runtime.predictor import load_model
-    from ..runtime.serve import make_server
-
-    model = load_model(
-        args.model, backend=args.backend, precision_hint=args.precision_hint, threads=args.threads
-    )
-    server = make_server(
-        model,
-        host=args.host,
-        port=args.port,
-        max_bytes=args.max_bytes,
-        top_k=args.top_k,
-        workers=args.workers,
-        max_queue=args.max_queue,
-        queue_timeout=args.queue_timeout,
-        timeout=args.timeout,
-        read_timeout=args.read_timeout,
-    )
-    # docker stop / systemd send SIGTERM: close connections cleanly, exit 0
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    print(
-        f"serving {model.path} on {server.url} (POST /predict, POST /invocations, GET /health, "
-        "GET /ping, GET /openapi.json)",
-        file=sys.stderr,
-        flush=True,
-    )
-    try:
-        server.serve_forever()
-    finally:
-        server.shutdown()
-    return 0

@@ -40,7 +40,9 @@ BASE_REQUIREMENTS = ("numpy==2.4.6", "opencv-python-headless==5.1.0.95", "paho-m
 #: CLI modules the bundled launcher needs besides the runtime (they import nothing heavy);
 #: ``cli/deploy.py`` + the ``deploy`` package are the device side of over-the-air deployments
 #: (``infer --accept-deployments``), torch-free and Python 3.8-compatible like the runtime.
-CLI_MODULES = ("cli/__init__.py", "cli/_common.py", "cli/runtime.py", "cli/deploy.py")
+CLI_MODULES = (
+    "cli/__init__.py", "cli/_common.py", "cli/runtime.py", "cli/_serve.py", "cli/deploy.py",
+)  # fmt: skip
 DEVICE_PACKAGES = ("deploy",)
 
 
