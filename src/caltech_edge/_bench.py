@@ -106,8 +106,9 @@ def paired_ratios(
     the bare call on the interpreter it loaded). Each round times a short block of each
     (the order reversed every other round) and divides block medians within the round, so
     a drift of the machine's speed slower than a round cancels. Three long blocks did not:
-    on the ~1 ms SqueezeNet rows they gave 0.74-1.17 for pairs whose per-round ratios
-    spread 0.96-0.97 (interquartile range) in the same run.
+    on the ~1 ms SqueezeNet rows they once gave 1.168 (ours faster than the bare call on
+    the same interpreter) and 0.742, where paired blocks right after gave 0.967 and 0.962
+    with per-round interquartile ranges inside 0.96-0.97.
     """
     names = list(fns)
     for fn in fns.values():

@@ -366,9 +366,9 @@ def _steady_vs_raw(
     vs_raw asks what our runtime adds per call, a few percent. In the table's blocks, each
     after another candidate, cold caches cost the side that touches more memory more than
     that. Two ratios, because work between two calls costs more than its own time here
-    (caches and branch predictors are cold after an inference: top-k measured 18.6 us in a
-    tight loop, 35 us right after an invoke), so the top-k dict that ``predict_tensor``
-    adds is reported apart from the backend call.
+    (caches and branch predictors are cold after an inference: top-k takes 9 us in a tight
+    loop and ~37 us between two ExecuTorch calls, with one thread or two), so the top-k
+    dict that ``predict_tensor`` adds is reported apart from the backend call.
     """
     steady, steady_infer = {}, {}
     rounds = max(4, 6 * iters // 15)  # about 6 x iters calls of each

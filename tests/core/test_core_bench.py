@@ -35,7 +35,7 @@ def test_time_interleaved_alternates_and_counts():
     assert {t.iters for t in timings.values()} == {6}
 
 
-def test_paired_ratios_divide_within_rounds_and_reverse_the_order():
+def test_paired_ratios_divide_within_rounds_and_reverse_the_order(monkeypatch):
     """A machine 10x slower for the second half of the run leaves the ratio exact, and
     every other round starts with the other callable."""
     from caltech_edge import _bench
@@ -47,19 +47,16 @@ def test_paired_ratios_divide_within_rounds_and_reverse_the_order():
         def call():
             order.append(name)
             clock["calls"] += 1
-            slow = 10.0 if clock["calls"] > 30 else 1.0
-            clock["t"] += cost * slow
+            clock["t"] += cost * (10.0 if clock["calls"] > 30 else 1.0)
 
         return call
 
-    real = _bench.time.perf_counter, _bench.time.sleep
-    _bench.time.perf_counter, _bench.time.sleep = (lambda: clock["t"]), (lambda s: None)
-    try:
-        ratios = _bench.paired_ratios(
-            "raw", {"ours": fake("ours", 1.1), "raw": fake("raw", 1.0)},
-            warmup=0, rounds=6, per_block=5,
-        )  # fmt: skip
-    finally:
-        _bench.time.perf_counter, _bench.time.sleep = real
+    monkeypatch.setattr(_bench.time, "perf_counter", lambda: clock["t"])
+    monkeypatch.setattr(_bench.time, "sleep", lambda seconds: None)
+    ratios = _bench.paired_ratios(
+        "raw", {"ours": fake("ours", 1.1), "raw": fake("raw", 1.0)},
+        warmup=0, rounds=6, per_block=5,
+    )  # fmt: skip
+    monkeypatch.undo()
     assert abs(ratios["ours"] - 1.0 / 1.1) < 1e-9 and ratios["raw"] == 1.0
     assert order[:10] == ["ours"] * 5 + ["raw"] * 5 and order[10:20] == ["raw"] * 5 + ["ours"] * 5
