@@ -103,6 +103,11 @@ def quantize_pt2e(
         own_scale = pt2e_own_logit_scale(prepared)
     calibrate(prepared, calibration, to_input)
     converted = convert_pt2e(prepared, fold_quantize=fold_quantize)
+    # Captured from an eval() module, so the graph's ops already are the eval ones; only
+    # the flag of torch.export's module() says "training", and litert-torch warned on it
+    # at every conversion. (An exported module's .eval() only rewrites dropout/batchnorm.)
+    for sub in converted.modules():
+        sub.training = False
     converted.meta["own_logit_scale"] = own_scale  # what the card reports: did it apply?
     if float_logits:
         from ..compress.float_logits import pt2e_float_logits
