@@ -377,9 +377,9 @@ def quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print) ->
     with stages.stage("summary"):
         table = bench.markdown()
         kind = "SYNTHETIC" if cfg.synthetic else "real"
-        # The same dict, not a copy: summary.json has the first seven stages' times, the
-        # returned summary also this stage's own.
-        summary["stage_seconds"] = stages.times
-        _write_summary(out, kind, table, summary)
+    # written once every stage has closed, so summary.json holds all eight stage times,
+    # as the returned summary and the closing lines do
+    summary["stage_seconds"] = dict(stages.times)
+    _write_summary(out, kind, table, summary)
     _echo_result(echo, kind, out, table, stages.times)
     return summary

@@ -28,6 +28,7 @@ def test_quickstart_runs_every_stage(tmp_path, capsys):
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["data"]["synthetic"] is True and summary["data"]["classes"] == 3
+    assert len(summary["stage_seconds"]) == 8  # every stage, the summary's own included
     assert (
         0.0 <= summary["train"]["top1"] <= 1.0 and summary["train"]["test_images"] == 3 * 4
     )  # 24 - 16 train - 4 val
