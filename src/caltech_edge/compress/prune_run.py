@@ -214,10 +214,11 @@ def _prune_steps(
     """
     history: list[dict[str, Any]] = []
     ratios = step_ratios(float(plan.amount), int(plan.steps)) if plan.structured else [plan.amount]
+    record = _pruned_record(plan)  # the source weights' hash, read once for every step
     for i, ratio in enumerate(ratios):
         _cut(model, ratio, plan, image_size, head)
         entry: dict[str, Any] = {"step": i + 1, "params": count_parameters(model)}
-        pruned_card = card.replace(extra={**card.extra, "pruned": _pruned_record(plan)})
+        pruned_card = card.replace(extra={**card.extra, "pruned": dict(record)})
         if plan.finetune_epochs:
             model, card_after = _finetune_step(model, pruned_card, plan, i)
             entry["finetuned_top1"] = card_after.metrics.get("top1")
