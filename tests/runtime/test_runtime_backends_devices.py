@@ -7,6 +7,7 @@ from on the same preprocessed input.
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -167,7 +168,7 @@ def test_litert_card_sidecar_fallback_and_missing_card(tmp_path):
     assert load_model(path).card.name == "tiny-devices"  # the alternative metadata name
 
 
-def test_litert_refuses_edgetpu_model_without_the_library(exports, tmp_path):
+def test_litert_refuses_edgetpu_model_without_the_library(exports, tmp_path, monkeypatch):
     """A model compiled by edgetpu_compiler (custom op) and no libedgetpu: one-line error."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
@@ -181,8 +182,12 @@ def test_litert_refuses_edgetpu_model_without_the_library(exports, tmp_path):
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     path = tmp_path / "model_edgetpu.tflite"
     path.write_bytes(bytes(builder.Output()))
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     with pytest.raises(BackendError, match=r"compiled for the Edge TPU but libedgetpu\.so\.1"):
         load_model(path)
+    gc.collect()
+    assert not unraisable  # no half-built ai_edge_litert Delegate complaining in __del__
 
 
 def test_not_a_tflite_file_is_one_line(tmp_path):

@@ -67,7 +67,8 @@ def edgetpu_delegates(module: Any, path: Path) -> List[Any]:
     """``[Edge TPU delegate]`` when libedgetpu loads (``CALTECH_EDGE_EDGETPU=0`` turns it off)."""
     compiled = EDGETPU_CUSTOM_OP in tflite_custom_ops(path)
     wanted = os.environ.get("CALTECH_EDGE_EDGETPU", "auto").lower() not in ("0", "off", "no")
-    if wanted and (compiled or ctypes.util.find_library("edgetpu")):
+    present = compiled or ctypes.util.find_library("edgetpu")
+    if wanted and present and _loads(EDGETPU_LIBRARY):
         try:
             return [module.load_delegate(EDGETPU_LIBRARY)]
         except (ValueError, OSError, AttributeError):
@@ -79,6 +80,17 @@ def edgetpu_delegates(module: Any, path: Path) -> List[Any]:
             "model.tflite".format(path, EDGETPU_LIBRARY)
         )
     return []
+
+
+def _loads(library: str) -> bool:
+    """Can the dynamic loader open ``library``? Asked before ``load_delegate``, whose
+    ``Delegate`` left half-built by a missing library prints an unraisable AttributeError
+    from its ``__del__`` under our own one-line error."""
+    try:
+        ctypes.CDLL(library)
+    except OSError:
+        return False
+    return True
 
 
 def default_threads() -> int:
