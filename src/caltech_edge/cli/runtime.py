@@ -1,7 +1,8 @@
 """``caltech-edge infer`` and ``serve`` (in ``_serve``): the device side of the CLI.
 
-Thin: argument parsing and wiring only; the work is in ``caltech_edge.runtime`` and
-``caltech_edge.export.package``.
+Thin: argument parsing and wiring only; the work is in ``caltech_edge.runtime``.
+``caltech-edge package`` lives in ``cli/package.py``: this module ships inside the device
+bundles, which run models and do not build packages.
 """
 
 from __future__ import annotations
