@@ -47,18 +47,24 @@ class Timing:
         }
 
 
+def _block_ms(fn: Callable[[], Any], calls: int) -> list[float]:
+    """``calls`` back-to-back timed calls of ``fn``, in milliseconds (perf_counter): the one
+    timing loop every timer here uses."""
+    samples = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000.0)
+    return samples
+
+
 def time_ms(fn: Callable[[], Any], *, warmup: int = 5, iters: int = 30) -> Timing:
     """Call ``fn`` ``warmup`` times untimed, then ``iters`` times timed (perf_counter)."""
     if iters < 1:
         raise ValueError(f"iters must be >= 1, got {iters}")
     for _ in range(warmup):
         fn()
-    samples = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000.0)
-    return _timing(samples)
+    return _timing(_block_ms(fn, iters))
 
 
 def time_interleaved(
@@ -84,10 +90,7 @@ def time_interleaved(
     for _ in range(rounds):
         for name, fn in fns.items():
             time.sleep(settle_s)
-            for _ in range(per_round):
-                start = time.perf_counter()
-                fn()
-                samples[name].append((time.perf_counter() - start) * 1000.0)
+            samples[name] += _block_ms(fn, per_round)
     return {name: _timing(values) for name, values in samples.items()}
 
 
@@ -118,12 +121,7 @@ def paired_ratios(
     for index in range(max(1, rounds)):
         for name in names if index % 2 == 0 else names[::-1]:
             time.sleep(settle_s)
-            samples = []
-            for _ in range(max(1, per_block)):
-                start = time.perf_counter()
-                fns[name]()
-                samples.append(time.perf_counter() - start)
-            blocks[name].append(statistics.median(samples))
+            blocks[name].append(statistics.median(_block_ms(fns[name], max(1, per_block))))
     ref = blocks[reference]
     return {
         name: statistics.median([r / c if c > 0 else 1.0 for r, c in zip(ref, blocks[name])])

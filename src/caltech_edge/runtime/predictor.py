@@ -45,8 +45,8 @@ def top_k_softmax(logits: np.ndarray, labels: Sequence[str], k: int) -> List[Dic
     """Best-first ``[{label, index, probability}]`` (softmax) of one logit vector.
 
     Why so lean: this runs once per frame between two inference calls, where Python work
-    costs about twice its tight-loop time (caches and branch predictors are cold after the
-    inference; measured the same after 5 ms of plain Python, so not the inference library),
+    costs two to four times its tight-loop time (caches and branch predictors are cold
+    after the inference; the same with one thread and after 5 ms of plain Python),
     and on a ~1 ms INT8 model every microsecond shows in the frame rate. Softmax is
     monotonic, so the classes are chosen on the logits and only those ``k`` are normalized:
     the values a full float64 softmax with the maximum subtracted gives, as float32.

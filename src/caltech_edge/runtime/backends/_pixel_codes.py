@@ -67,8 +67,10 @@ class PixelCodes:
             np.bitwise_xor(dst, 0x80, out=dst)
 
     def write(self, image: np.ndarray, dst: np.ndarray) -> None:
-        """``image`` (HWC uint8 RGB) -> its input codes in ``dst`` (HWC, viewed as uint8)."""
+        """``image`` (HWC uint8 RGB) -> its input codes in ``dst`` (HWC, int8 or uint8: the
+        interpreter's own input buffer; the codes are written through a uint8 view)."""
         image = np.ascontiguousarray(image)
+        dst = dst.view(np.uint8)
         if self.fast:
             self._transform(image, dst)
         else:

@@ -260,8 +260,7 @@ class LiteRtRuntime:
                     self.path, size, size, arr.dtype, arr.shape
                 )
             )
-        codes = self._codes
-        return self._invoke_each(arr, lambda image, dst: codes.write(image, dst.view(np.uint8)))
+        return self._invoke_each(arr, self._codes.write)
 
     def _invoke_each(self, batch: np.ndarray, write: Any) -> np.ndarray:
         """Run ``batch`` one item at a time (TFLite graphs are exported with a static batch
