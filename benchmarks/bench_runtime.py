@@ -11,9 +11,9 @@ Caltech-256 weights with --squeezenet) this times, on a camera-sized BGR frame:
 * ``e2e fast``: ``e2e`` with ``load_model(..., fast_preprocess="linear")`` (crop first);
 * ``e2e fused`` for OpenVINO IRs: normalisation compiled into the graph (runtime/fused.py);
 * ``e2e float path`` for integer-input files (``tflite-int8``, added with ``--artifact``):
-  ``e2e`` with the uint8 pixel table turned off (``takes_pixels = False``), i.e. normalize to
+  ``e2e`` with the uint8 pixel path turned off (``takes_pixels = False``), i.e. normalize to
   float and quantize back, so ``pixels/float`` (and ``fast pixels/float`` with the crop-first
-  resize) is the table's gain measured in the same run.
+  resize) is the pixel path's gain measured in the same run.
 
 Targets (issue 6): e2e within 1.1x of raw for FP32 ONNX Runtime, 1.5x for the INT8 IR.
 All variants of one backend alternate round by round (best round reported) so a busy
